@@ -1,0 +1,1 @@
+"""Experiment configs, launchers and the studies (book report, theory experiments, benchmarks)."""

@@ -1,0 +1,1 @@
+"""The book reproduction report: every worked number recomputed with the library."""

@@ -1,0 +1,1 @@
+"""One module per chapter group; each exposes `records() -> list[Record]`."""

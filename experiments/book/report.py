@@ -1,0 +1,113 @@
+"""Collects the book's worked numbers from the chapter modules and writes the report.
+
+Each module in `experiments.book.chapters` exposes `records() -> list[Record]`; modules are
+discovered by name, so a new chapter module joins the report by existing. The report is written
+as `book_report.md` (errata first, then every record by chapter) and `book_report.json`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from experiments.book import chapters
+from experiments.book.records import STATUSES, Record
+
+
+def chapter_modules() -> list[Any]:
+    """The chapter modules, in name order (`ch02_perceptron` before `ch03_...`)."""
+    names = sorted(info.name for info in pkgutil.iter_modules(chapters.__path__))
+    return [importlib.import_module(f"{chapters.__name__}.{name}") for name in names]
+
+
+def collect() -> list[tuple[str, list[Record]]]:
+    """Runs every chapter module; returns (chapter title, records) pairs."""
+    collected = []
+    for module in chapter_modules():
+        title = (module.__doc__ or module.__name__).strip().splitlines()[0]
+        records = module.records()
+        if not records:
+            raise RuntimeError(f"{module.__name__}.records() returned no records")
+        collected.append((title, records))
+    return collected
+
+
+def summarize(records: Iterable[Record]) -> dict[str, int]:
+    counts = Counter(record.status for record in records)
+    return {"checked": sum(counts.values()), **{status: counts[status] for status in STATUSES}}
+
+
+def summary_line(summary: dict[str, int]) -> str:
+    return (
+        f"Checked {summary['checked']} printed numbers and statements: "
+        f"{summary['match']} match, {summary['erratum']} errata, "
+        f"{summary['ambiguous']} ambiguous."
+    )
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|")
+
+
+def _table(records: Iterable[Record]) -> list[str]:
+    lines = [
+        "| Section | Quantity | Book | Computed | Status | Note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        cells = [r.section, r.quantity, _format(r.book_value), _format(r.computed_value)]
+        cells += [r.status, r.note]
+        lines.append("| " + " | ".join(c.replace("\n", " ") for c in cells) + " |")
+    return lines
+
+
+def to_markdown(collected: list[tuple[str, list[Record]]]) -> str:
+    everything = [record for _, records in collected for record in records]
+    summary = summarize(everything)
+    lines = [
+        "# Book reproduction report",
+        "",
+        "Every worked number of *Mathematical Foundations of Deep Learning and Embodied",
+        "Intelligence* recomputed with this library's functions (`python -m experiments.book`).",
+        "A printed value matches when it is within one unit of its last printed digit of ours;",
+        "an erratum gives the correct value and the cause.",
+        "",
+        f"**{summary_line(summary)}**",
+        "",
+        "## Errata",
+        "",
+        *_table(r for r in everything if r.status == "erratum"),
+        "",
+        "## Ambiguous",
+        "",
+        *_table(r for r in everything if r.status == "ambiguous"),
+        "",
+        "## All records by chapter",
+    ]
+    for title, records in collected:
+        lines += ["", f"### {title}", "", *_table(records)]
+    return "\n".join(lines) + "\n"
+
+
+def write(out_dir: Path, collected: list[tuple[str, list[Record]]]) -> dict[str, int]:
+    """Writes `book_report.md` and `book_report.json` to `out_dir`; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    everything = [record for _, records in collected for record in records]
+    summary = summarize(everything)
+    payload = {
+        "summary": summary,
+        "chapters": [
+            {"title": title, "records": [r.to_json() for r in records]}
+            for title, records in collected
+        ],
+    }
+    (out_dir / "book_report.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (out_dir / "book_report.md").write_text(to_markdown(collected))
+    return summary

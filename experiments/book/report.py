@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,13 +21,23 @@ from experiments.book.records import STATUSES, Record
 
 
 def chapter_modules() -> list[Any]:
-    """The chapter modules, in name order (`ch02_perceptron` before `ch03_...`)."""
+    """The chapter modules, in file-name order (`collect` puts them in book order)."""
     names = sorted(info.name for info in pkgutil.iter_modules(chapters.__path__))
     return [importlib.import_module(f"{chapters.__name__}.{name}") for name in names]
 
 
+def section_key(section: str) -> tuple[int, ...]:
+    """Sort key of a section label: "7.4.2 (eq. 7.14)" -> (7, 4, 2); unnumbered labels last."""
+    match = re.search(r"\d+(?:\.\d+)*", section)
+    return tuple(int(part) for part in match.group().split(".")) if match else (10**6,)
+
+
 def collect() -> list[tuple[str, list[Record]]]:
-    """Runs every chapter module; returns (chapter title, records) pairs."""
+    """Runs every chapter module; returns (chapter title, records) pairs in book order.
+
+    Modules are ordered by the section of their first record, so a chapter split over several
+    modules (e.g. 7.1-7.2 and 7.3) reads in the book's order whatever the file names.
+    """
     collected = []
     for module in chapter_modules():
         title = (module.__doc__ or module.__name__).strip().splitlines()[0]
@@ -34,7 +45,7 @@ def collect() -> list[tuple[str, list[Record]]]:
         if not records:
             raise RuntimeError(f"{module.__name__}.records() returned no records")
         collected.append((title, records))
-    return collected
+    return sorted(collected, key=lambda item: section_key(item[1][0].section))
 
 
 def summarize(records: Iterable[Record]) -> dict[str, int]:
@@ -51,9 +62,9 @@ def summary_line(summary: dict[str, int]) -> str:
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("|", "\\|")
+    """One markdown table cell: floats to 6 significant digits, pipes and newlines escaped."""
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _table(records: Iterable[Record]) -> list[str]:
@@ -62,9 +73,8 @@ def _table(records: Iterable[Record]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for r in records:
-        cells = [r.section, r.quantity, _format(r.book_value), _format(r.computed_value)]
-        cells += [r.status, r.note]
-        lines.append("| " + " | ".join(c.replace("\n", " ") for c in cells) + " |")
+        cells = [r.section, r.quantity, r.book_value, r.computed_value, r.status, r.note]
+        lines.append("| " + " | ".join(_format(cell) for cell in cells) + " |")
     return lines
 
 

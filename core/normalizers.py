@@ -99,14 +99,24 @@ def _sample_axes(train: jax.Array, axis: Axes) -> tuple[int, ...]:
     return sample_axes
 
 
-def _fit_interval(
+def affine_from_interval(
     data_center: jax.Array,
     data_half_width: jax.Array,
     target: tuple[float, float],
     min_spread: float,
     output_clip: tuple[float, float] | None = None,
 ) -> AffineNormalizer:
-    """The affine map sending [center ± half_width] onto `target`; constant features unscaled."""
+    """The affine map sending [center ± half_width] onto `target`; constant features unscaled.
+
+    The common core of every fit below, public so that normalizers can also be rebuilt from
+    stored statistics (e.g. a dataset's `stats.json`) without the training data.
+
+    Args:
+      data_center, data_half_width: [...] per-feature center and half-width of the data range.
+      target: the (low, high) interval the data range maps onto.
+      min_spread: features with half-width <= min_spread are centered and left unscaled.
+      output_clip: optional (low, high) applied to normalized outputs.
+    """
     target_low, target_high = target
     if not target_low < target_high:
         raise ValueError(f"target must be an interval (low, high) with low < high, got {target}")
@@ -131,7 +141,7 @@ def fit_zscore(train: jax.Array, axis: Axes = 0, *, min_spread: float = 1e-8) ->
     axes = _sample_axes(train, axis)
     mean = jnp.mean(train, axis=axes)
     std = jnp.std(train, axis=axes)  # ddof=0: the population σ printed under eq. 14.1
-    return _fit_interval(mean, std, (-1.0, 1.0), min_spread)
+    return affine_from_interval(mean, std, (-1.0, 1.0), min_spread)
 
 
 def fit_minmax(
@@ -154,7 +164,7 @@ def fit_minmax(
     """
     axes = _sample_axes(train, axis)
     low, high = jnp.min(train, axis=axes), jnp.max(train, axis=axes)
-    return _fit_interval((low + high) / 2, (high - low) / 2, target, min_spread)
+    return affine_from_interval((low + high) / 2, (high - low) / 2, target, min_spread)
 
 
 def fit_quantile(
@@ -180,4 +190,6 @@ def fit_quantile(
         raise ValueError(f"quantiles must satisfy 0 <= q_lo < q_hi <= 1, got {quantiles}")
     axes = _sample_axes(train, axis)
     low, high = jnp.quantile(train, jnp.asarray(quantiles), axis=axes)
-    return _fit_interval((low + high) / 2, (high - low) / 2, (-1.0, 1.0), min_spread, (-1.0, 1.0))
+    return affine_from_interval(
+        (low + high) / 2, (high - low) / 2, (-1.0, 1.0), min_spread, (-1.0, 1.0)
+    )

@@ -17,7 +17,8 @@ import numpy as np
 import experiments.parity as parity_package
 from experiments.parity.common import FIXTURE_DIR
 
-NOT_REFERENCES = {"common"}
+# lerobot_dataset writes a whole dataset directory and has its own main().
+NOT_REFERENCES = {"common", "lerobot_dataset"}
 
 
 def reference_names() -> list[str]:

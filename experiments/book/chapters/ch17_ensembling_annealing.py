@@ -1,6 +1,6 @@
 """Chapter 17 (ACT): temporal-ensembling weights and KL-weight annealing.
 
-Book 17.2.2 and 17.7 (eqs. 17.60-17.62) with `act.temporal_ensembling`; 17.3.3 (eq. 17.19) and
+Book 17.2.2 and 17.7 (eqs. 17.60-17.62) with `core.temporal_ensembling`; 17.3.3 (eq. 17.19) and
 17.9.3 (eq. 17.69) with `core.schedules.kl_weight_annealing`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from act import temporal_ensembling as te
+from core import temporal_ensembling as te
 from core import schedules
 from experiments.book.records import Record, ambiguous, check, claim
 
@@ -47,7 +47,7 @@ def _weight_records() -> list[Record]:
             f"oldest {float(act[-1]):.4f}",
             "The book's 17.61 indexes by age so the newest weighs most; the original ACT code "
             "uses w_i = exp(−m i) with w_0 the OLDEST prediction (m = 0.01), so the oldest weighs "
-            "most. act.temporal_ensembling implements both (convention='book' / 'act').",
+            "most. core.temporal_ensembling implements both (convention='book' / 'act').",
         ),
     ]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from act import temporal_ensembling as te
+from core import temporal_ensembling as te
 
 
 def test_book_weights_for_lambda_point_one_are_one_then_e_to_minus_point_one(x64):

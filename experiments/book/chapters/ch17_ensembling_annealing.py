@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from core import temporal_ensembling as te
 from core import schedules
+from core import temporal_ensembling as te
 from experiments.book.records import Record, ambiguous, check, claim
 
 CHUNK_SIZE = 100  # k of 17.2.2 and 17.7.1

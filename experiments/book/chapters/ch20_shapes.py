@@ -1,54 +1,121 @@
-"""Chapters 17 and 20: token counts and tensor shapes through ACT's encoder and decoder.
+"""Chapters 17 and 20: token counts and tensor shapes through ACT, traced through the real blocks.
 
 Book 17.4-17.5 (eqs. 17.22-17.48, the CVAE encoder and decoder at 84 px) and 20.1-20.4 (eqs.
-20.1-20.11 and the summary table, at 224 px). Every shape is traced: the token arrays are
-`jax.ShapeDtypeStruct`s that are concatenated, projected and attended over under
-`jax.eval_shape` (the operations a model performs, without computing anything), with the
-ResNet-18 feature-map size from `core.conv_arithmetic` and tokens from
-`core.tensor_notation.feature_map_to_tokens`. FLOP counts (20.3) come with the building blocks.
+20.1-20.11 and the summary table, at 224 px). `WalkthroughACT` assembles ACT's inference network
+from the core blocks at the book's chapter-20 sizes (core.resnet, core.position_encoding,
+core.transformer), and `core.tracer` traces it abstractly (`jax.make_jaxpr` over
+`jax.ShapeDtypeStruct`s: nothing is allocated or computed), giving every stage's input and output
+shapes. Where the book builds a tensor ACT does not have (17.4.1's CVAE input with image tokens,
+17.5.1's repeated latent), it is built as the book says under `jax.eval_shape`, with the traced
+token counts. Chapter 20's FLOPs are in `ch20_flops`, from the same trace.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from core import conv_arithmetic, numerics, tensor_notation
-from experiments.book.records import Record, check
+from core import attention, position_encoding, resnet, tracer, transformer
+from core.checks import check_shapes
+from experiments.book.records import Record, ambiguous, check
 
-BATCH, NUM_CAMERAS, CHUNK, LATENT_DIM, D_MODEL, NUM_HEADS = 8, 2, 100, 32, 512, 8  # 20.1
+BATCH, NUM_CAMERAS, CHUNK, LATENT_DIM = 8, 2, 100, 32  # book 20.1
+ACT_LAYER = transformer.TransformerLayerConfig(
+    model_dim=512, num_heads=8, ffn_dim=3200, dropout_rate=0.0
+)  # 20.1: d_model 512, 8 heads, d_ffn 3200; post-norm ReLU (ACT's defaults)
 ACT_DIM_BIMANUAL, ACT_DIM_ONE_ARM = 14, 7  # D of chapter 20 and of eq. 17.45
+TRACED = "traced through the core blocks (core.tracer)"
+
+
+class CameraTokens(nn.Module):
+    """Every camera through one shared ResNet-18 (frozen batch norm) to layer4, then a 1×1 conv
+    to d_model, with DETR's 2D sine embedding of each camera's H'×W' grid (book 16.4.2, 20.2.1).
+
+    [B, cams, H, W, 3] -> (tokens [B, cams·H'·W', d], positions [cams·H'·W', d]), camera-major
+    and row-major within a camera, as LeRobot's ACT lays them out.
+    """
+
+    model_dim: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch, cameras = images.shape[:2]
+        features = resnet.ResNet(name="backbone")(images.reshape(-1, *images.shape[2:]))
+        features = nn.Conv(self.model_dim, (1, 1), name="input_projection")(features)
+        height, width = features.shape[1:3]
+        positions = position_encoding.sine_position_embedding_2d(height, width, self.model_dim)
+        positions = jnp.tile(positions.reshape(-1, self.model_dim), (cameras, 1))
+        return features.reshape(batch, -1, self.model_dim), positions  # eqs. 20.3-20.4
+
+
+class WalkthroughACT(nn.Module):
+    """ACT's inference network (LeRobot's `ACT.forward` without the CVAE encoder) from the core
+    blocks: encoder tokens [latent, joints, camera tokens] with learned positions for the first
+    two and DETR's 2D sine embedding per camera; post-norm encoder layers; a decoder over
+    `chunk_size` zero queries with learned query positions, ending in a LayerNorm; a linear
+    action head. One decoder layer, LeRobot's default (the original ACT configures 7 but, by a
+    bug, uses only the first).
+    """
+
+    action_dim: int
+    chunk_size: int = CHUNK
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 1
+    layer: transformer.TransformerLayerConfig = ACT_LAYER
+
+    @nn.compact
+    def __call__(self, images: jax.Array, joints: jax.Array, latent: jax.Array) -> jax.Array:
+        """images [B, cams, H, W, 3], joints [B, D], latent [B, d_z] -> actions [B, k, D]."""
+        check_shapes(
+            images=(images, ("B", None, None, None, 3)),
+            joints=(joints, ("B", self.action_dim)),
+            latent=(latent, ("B", None)),
+        )
+        model_dim = self.layer.model_dim
+        visual, visual_positions = CameraTokens(model_dim, name="camera_tokens")(images)
+        latent_token = nn.Dense(model_dim, name="latent_projection")(latent)
+        joint_token = nn.Dense(model_dim, name="joint_projection")(joints)
+        tokens = jnp.concatenate([latent_token[:, None], joint_token[:, None], visual], axis=1)
+        token_positions = position_encoding.LearnedPositionEmbedding(
+            2, model_dim, name="token_positions"
+        )()
+        positions = jnp.concatenate([token_positions, visual_positions])[None]
+        memory = transformer.TransformerEncoder(
+            self.layer, self.num_encoder_layers, name="encoder"
+        )(tokens, pos=positions, deterministic=True)
+        query_positions = position_encoding.LearnedPositionEmbedding(
+            self.chunk_size, model_dim, name="query_positions"
+        )()[None]
+        queries = jnp.zeros((tokens.shape[0], self.chunk_size, model_dim), tokens.dtype)
+        decoded = transformer.TransformerDecoder(
+            self.layer, self.num_decoder_layers, final_norm=True, name="decoder"
+        )(queries, memory, query_pos=query_positions, memory_pos=positions, deterministic=True)
+        return nn.Dense(self.action_dim, name="action_head")(decoded)  # book eq. 20.11
 
 
 def _struct(*shape: int) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
-def _linear(inputs: jax.Array, weights: jax.Array) -> jax.Array:
-    """[..., d_in] @ [d_in, d_out]."""
-    return jnp.einsum("...i,io->...o", inputs, weights)
+@functools.cache
+def walkthrough_trace(image_size: int, action_dim: int, batch: int = BATCH) -> tracer.ModuleTrace:
+    """The stages of `WalkthroughACT` on `batch` samples of 2 cameras at `image_size` px."""
+    model = WalkthroughACT(action_dim)
+    inputs = (
+        _struct(batch, NUM_CAMERAS, image_size, image_size, 3),
+        _struct(batch, action_dim),
+        _struct(batch, LATENT_DIM),
+    )
+    variables = jax.eval_shape(model.init, jax.random.key(0), *inputs)
+    return tracer.trace_module(model, variables, *inputs)
 
 
-def _attention_scores(queries: jax.Array, keys: jax.Array) -> jax.Array:
-    """QKᵀ/√d_k: [B, N_q, d] and [B, N_k, d] -> [B, N_q, N_k] (eqs. 17.32, 17.43)."""
-    scale = 1.0 / math.sqrt(queries.shape[-1])
-    return tensor_notation.batched_matmul(queries, jnp.swapaxes(keys, 1, 2)) * scale
-
-
-def _attention(queries: jax.Array, keys: jax.Array, values: jax.Array) -> jax.Array:
-    """softmax(QKᵀ/√d_k) V: [B, N_q, d] (eqs. 17.42, 20.10)."""
-    weights = numerics.softmax(_attention_scores(queries, keys), axis=-1)
-    return tensor_notation.batched_matmul(weights, values)
-
-
-def _visual_tokens(image_size: int) -> jax.ShapeDtypeStruct:
-    """[B, cameras · H'W', C]: ResNet-18 layer4 maps of every camera, flattened to tokens."""
-    layer4 = conv_arithmetic.resnet_stage_shapes(image_size, image_size)[-1]
-    features = _struct(BATCH * NUM_CAMERAS, layer4.channels, layer4.height, layer4.width)
-    tokens = jax.eval_shape(tensor_notation.feature_map_to_tokens, features)
-    return jax.eval_shape(lambda t: jnp.reshape(t, (BATCH, -1, t.shape[-1])), tokens)
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Our channels-last [..., H, W, C] in the book's layout [..., C, H, W]."""
+    return (*shape[:-3], shape[-1], *shape[-3:-1])
 
 
 def _shape_check(section: str, quantity: str, printed: list[str], shape, note: str):
@@ -56,22 +123,43 @@ def _shape_check(section: str, quantity: str, printed: list[str], shape, note: s
     return check(section, quantity, printed, list(shape), note=note)
 
 
+def _attention_map(queries: jax.ShapeDtypeStruct, keys: jax.ShapeDtypeStruct):
+    """softmax(QKᵀ/√d_k) per head, [B, H, N_q, N_k] (core.attention, eqs. 17.32, 17.43)."""
+    heads = ACT_LAYER.num_heads
+    return jax.eval_shape(
+        lambda q, k: attention.attention_weights(
+            attention.split_heads(q, heads), attention.split_heads(k, heads)
+        ),
+        queries,
+        keys,
+    )
+
+
 def _encoder_records_84px() -> list[Record]:
-    """Book 17.4.1: the CVAE encoder's input [CLS; prop; 18 visual; k actions]."""
-    visual = _visual_tokens(84)
-    num_visual = visual.shape[1]
+    """Book 17.4.1: the CVAE encoder's input [CLS; prop; 18 visual; k actions] (as the book
+    builds it), run through a real 4-layer encoder."""
+    visual = walkthrough_trace(84, ACT_DIM_ONE_ARM).stage("camera_tokens").output_shapes[0]
+    num_visual = visual[1]
+    action_projection = nn.Dense(ACT_LAYER.model_dim)
     actions = _struct(BATCH, CHUNK, ACT_DIM_ONE_ARM)
-    action_weights = _struct(ACT_DIM_ONE_ARM, D_MODEL)
-    action_tokens = jax.eval_shape(_linear, actions, action_weights)  # eq. 17.20
-    cls_token, prop_token = _struct(BATCH, 1, D_MODEL), _struct(BATCH, 1, D_MODEL)
+    action_tokens = jax.eval_shape(
+        lambda a: action_projection.init_with_output(jax.random.key(0), a)[0], actions
+    )  # eq. 17.20
+    single_token = _struct(BATCH, 1, ACT_LAYER.model_dim)
     encoder_input = jax.eval_shape(
         lambda *parts: jnp.concatenate(parts, axis=1),
-        cls_token,
-        prop_token,
-        visual,
+        single_token,  # CLS
+        single_token,  # proprioception
+        _struct(*visual),
         action_tokens,
     )  # eq. 17.22
-    scores = jax.eval_shape(_attention_scores, encoder_input, encoder_input)
+    encoder = transformer.TransformerEncoder(ACT_LAYER, 4)
+    variables = jax.eval_shape(
+        functools.partial(encoder.init, deterministic=True), jax.random.key(0), encoder_input
+    )
+    encoder_trace = tracer.trace_module(encoder, variables, encoder_input, deterministic=True)
+    encoder_output = encoder_trace.stage("(root)")
+    scores = _attention_map(encoder_input, encoder_input)
     length = encoder_input.shape[1]
     why = (
         f"[CLS; prop; {num_visual} visual; {CHUNK} actions] is 1 + 1 + {num_visual} + {CHUNK} "
@@ -83,56 +171,64 @@ def _encoder_records_84px() -> list[Record]:
             "visual tokens N_vis (2 cameras, 84 px)",
             "18",
             num_visual,
-            note="2 × 3 × 3 ResNet-18 layer4 positions",
+            note=f"2 × 3 × 3 ResNet-18 layer4 positions, {TRACED}",
         ),
         *check(
             "17.4.1 eq. 17.23",
             "H_input shape (B = 8, k = 100, N_vis = 18, d_model = 512)",
             ["8", "128", "512"],
             list(encoder_input.shape),
-            why=why,
+            why=why + f" (ACT's own CVAE encoder sees no image tokens: [CLS; joints; actions] "
+            f"= {CHUNK + 2})",
         ),
         *check(
             "17.4.1 eq. 17.26",
             "H_output shape [B, ·, ·] (a Transformer keeps its input's shape)",
             ["128", "512"],
-            list(encoder_input.shape[1:]),
-            why=why,
+            list(encoder_output.output_shapes[0][1:]),
+            why=why + "; traced through a 4-layer core.transformer.TransformerEncoder",
         ),
         *check(
             "17.4.1 eq. 17.28",
             "tokens averaged by mean pooling (1/128, i = 0..127)",
             "128",
             length,
-            why=why + "; the mean is 1/120 Σ_{i=0}^{119}",
+            why=why + f"; the mean is 1/{length} Σ_{{i=0}}^{{{length - 1}}}",
         ),
         *check(
             "17.4.2 eq. 17.32",
             "encoder attention map shape [B, ·, ·]",
             ["128", "128"],
-            list(scores.shape[1:]),
-            why=why + f"; QKᵀ is [8, {length}, {length}]",
+            list(scores.shape[2:]),
+            why=why + f"; QKᵀ is [8, {length}, {length}] per head (core.attention)",
         ),
     ]
 
 
 def _decoder_records_84px() -> list[Record]:
-    """Book 17.5.1: the decoder's latent, queries, K/V and outputs."""
-    visual = _visual_tokens(84)
-    latent, latent_weights = _struct(BATCH, LATENT_DIM), _struct(LATENT_DIM, D_MODEL)
-    latent_token = jax.eval_shape(_linear, latent, latent_weights)  # eq. 17.35
+    """Book 17.5.1: the decoder's latent, queries, K/V and outputs (the book's construction)."""
+    trace = walkthrough_trace(84, ACT_DIM_ONE_ARM)
+    visual = _struct(*trace.stage("camera_tokens").output_shapes[0])
+    latent_token = _struct(*trace.stage("latent_projection").output_shapes[0])  # eq. 17.35
     repeated = jax.eval_shape(lambda z: jnp.repeat(z[:, None], CHUNK, axis=1), latent_token)
-    queries = _struct(BATCH, CHUNK, D_MODEL)  # eq. 17.37
+    queries = _struct(*trace.stage("query_positions").output_shapes[0])  # eq. 17.37
     conditioning = jax.eval_shape(
         lambda vis, z: jnp.concatenate([vis, z[:, None]], axis=1), visual, latent_token
     )  # eq. 17.38
-    scores = jax.eval_shape(_attention_scores, queries, conditioning)
-    cross = jax.eval_shape(_attention, queries, conditioning, conditioning)
-    actions = jax.eval_shape(_linear, cross, _struct(D_MODEL, ACT_DIM_ONE_ARM))
-    heads = jax.eval_shape(lambda q: jnp.reshape(q, (*q.shape[:-1], NUM_HEADS, -1)), queries)
+    queries = jax.eval_shape(lambda q: jnp.broadcast_to(q, (BATCH, *q.shape)), queries)
+    scores = _attention_map(queries, conditioning)
+    cross = trace.stage("decoder/layers_0/cross_attention")
+    act_memory = cross.input_shapes[1][1]
+    actions = trace.stage("action_head").output_shapes[0]
     note = "traced with jax.eval_shape"
+    memory_note = (
+        f"18 visual tokens + 1 latent token, as the book builds K_cond; ACT's decoder attends to "
+        f"the encoder output over [latent; joints; 18 visual] = {act_memory} tokens (traced)"
+    )
     return [
-        *_shape_check("17.5.1 eq. 17.35", "z_embed [B, ·]", ["512"], latent_token.shape[1:], note),
+        *_shape_check(
+            "17.5.1 eq. 17.35", "z_embed [B, ·]", ["512"], latent_token.shape[1:], TRACED
+        ),
         *_shape_check(
             "17.5.1 eq. 17.36", "z_tilde [B, ·, ·]", ["100", "512"], repeated.shape[1:], note
         ),
@@ -141,75 +237,59 @@ def _decoder_records_84px() -> list[Record]:
             "K_cond = [Tokens_vis; z_embed] [B, ·, ·]",
             ["19", "512"],
             conditioning.shape[1:],
-            "18 visual tokens + 1 latent token",
+            memory_note,
         ),
         *_shape_check(
-            "17.5.1 eq. 17.43", "Q_pos K_condᵀ [B, ·, ·]", ["100", "19"], scores.shape[1:], note
+            "17.5.1 eq. 17.43",
+            "Q_pos K_condᵀ [B, ·, ·]",
+            ["100", "19"],
+            scores.shape[2:],
+            "per head (core.attention); " + memory_note,
         ),
         *_shape_check(
-            "17.5.1 eq. 17.44", "Attn_cross [B, ·, ·]", ["100", "512"], cross.shape[1:], note
+            "17.5.1 eq. 17.44",
+            "Attn_cross [B, ·, ·]",
+            ["100", "512"],
+            cross.output_shapes[0][1:],
+            TRACED,
         ),
-        *_shape_check(
-            "17.5.1 eq. 17.45", "Â (D = 7) [B, ·, ·]", ["100", "7"], actions.shape[1:], note
-        ),
+        *_shape_check("17.5.1 eq. 17.45", "Â (D = 7) [B, ·, ·]", ["100", "7"], actions[1:], TRACED),
         *check(
             "17.5.2 eq. 17.48",
             "d_k = d_model / H for H = 8",
             "64",
-            heads.shape[-1],
-            note="[8, 100, 512] split into 8 heads",
+            attention.head_dim(ACT_LAYER.model_dim, ACT_LAYER.num_heads),
+            note="[8, 100, 512] split into 8 heads (core.attention.head_dim)",
         ),
     ]
 
 
-def _walkthrough_shapes_224px() -> dict[str, jax.ShapeDtypeStruct]:
-    """Book 20.2: every tensor of the forward pass at 224 px, B = 8, D = 14."""
-    images = _struct(BATCH, NUM_CAMERAS, 3, 224, 224)  # eq. 20.1
-    layer4 = conv_arithmetic.resnet_stage_shapes(224, 224)[-1]
-    features = _struct(BATCH * NUM_CAMERAS, layer4.channels, layer4.height, layer4.width)
-    joints = _struct(BATCH, ACT_DIM_BIMANUAL)
-    prop_token = jax.eval_shape(
-        lambda q, w: _linear(q, w)[:, None], joints, _struct(ACT_DIM_BIMANUAL, D_MODEL)
-    )
-    visual = _visual_tokens(224)
-    encoder_input = jax.eval_shape(
-        lambda *parts: jnp.concatenate(parts, axis=1),
-        _struct(BATCH, 1, D_MODEL),
-        prop_token,
-        visual,
-    )  # eq. 20.5
-    mean, std = _struct(BATCH, LATENT_DIM), _struct(BATCH, LATENT_DIM)
-    latent = jax.eval_shape(lambda m, s, e: m + s * e, mean, std, _struct(BATCH, LATENT_DIM))
-    queries = jax.eval_shape(
-        lambda p: jnp.broadcast_to(p, (BATCH, *p.shape)), _struct(CHUNK, D_MODEL)
-    )  # eq. 20.8
-    keys = jax.eval_shape(
-        lambda h, z, w: jnp.concatenate([h, _linear(z, w)[:, None]], axis=1),
-        encoder_input,
-        latent,
-        _struct(LATENT_DIM, D_MODEL),
-    )  # eq. 20.9
-    cross = jax.eval_shape(_attention, queries, keys, keys)
-    actions = jax.eval_shape(_linear, cross, _struct(D_MODEL, ACT_DIM_BIMANUAL))
+def walkthrough_shapes_224px() -> dict[str, tuple[int, ...]]:
+    """Book 20.2: every tensor of the forward pass at 224 px, B = 8, D = 14, from the trace."""
+    trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
+    images, joints, latent = trace.stage("(root)").input_shapes
+    layer4 = trace.stage("camera_tokens/backbone").output_shapes[0]
+    encoder = trace.stage("encoder")
+    decoder = trace.stage("decoder")
     return {
-        "I": images,
-        "features": features,
-        "tokens": jax.eval_shape(tensor_notation.feature_map_to_tokens, features),
-        "F_vis": visual,
+        "I": _channels_first(images),
+        "features": _channels_first(layer4),
+        "tokens": (layer4[0], layer4[1] * layer4[2], layer4[3]),
+        "F_vis": trace.stage("camera_tokens").output_shapes[0],
         "q": joints,
-        "X_enc": encoder_input,
+        "X_enc": encoder.input_shapes[0],
+        "H_enc": encoder.output_shapes[0],
         "z": latent,
-        "Q_dec": queries,
-        "K, V": keys,
-        "cross": cross,
-        "A_hat": actions,
+        "Q_dec": decoder.input_shapes[0],
+        "K, V": decoder.input_shapes[1],
+        "cross": trace.stage("decoder/layers_0/cross_attention").output_shapes[0],
+        "A_hat": trace.stage("action_head").output_shapes[0],
     }
 
 
 def _walkthrough_records() -> list[Record]:
-    shapes = _walkthrough_shapes_224px()
-    note = "traced with jax.eval_shape"
-    length = shapes["X_enc"].shape[1]
+    shapes = walkthrough_shapes_224px()
+    length = shapes["X_enc"][1]
     # (section, quantity, tensor, printed dims, leading axes the book writes as symbols)
     equations = [
         ("20.2.1 eq. 20.1", "I [B, ·, ·, ·, ·]", "I", ["2", "3", "224", "224"], 1),
@@ -217,33 +297,55 @@ def _walkthrough_records() -> list[Record]:
         ("20.2.1 eq. 20.3", "Tokens_vis [B·2, H'W', C]", "tokens", ["49", "512"], 1),
         ("20.2.1 eq. 20.4", "F_vis", "F_vis", ["8", "98", "512"], 0),
         ("20.2.2 eq. 20.5", "X_enc = [CLS, Prop, Vis_1..98]", "X_enc", ["8", "100", "512"], 0),
+        ("20.2.2 eq. 20.6", "H_enc", "H_enc", ["8", "100", "512"], 0),
         ("20.2.3 eq. 20.7", "z", "z", ["8", "32"], 0),
         ("20.2.4 eq. 20.8", "Q_dec [B, ·, ·]", "Q_dec", ["100", "512"], 1),
-        ("20.2.4 eq. 20.9", "K, V = [H_enc; Project(z)]", "K, V", ["8", "101", "512"], 0),
         ("20.2.4 eq. 20.10", "cross-attention output", "cross", ["8", "100", "512"], 0),
         ("20.2.4 eq. 20.11", "Â (D = 14)", "A_hat", ["8", "100", "14"], 0),
     ]
-    table = [
-        ("Input Images", "I", ["8", "2", "3", "224", "224"]),
-        ("CNN Feats", "F_vis", ["8", "98", "512"]),
-        ("Joint State", "q", ["8", "14"]),
-        ("Encoder Input", "X_enc", ["8", "100", "512"]),
-        ("Latent", "z", ["8", "32"]),
-        ("Decoder Query", "Q_dec", ["8", "100", "512"]),
-        ("Output Actions", "A_hat", ["8", "100", "14"]),
+    table = [  # (row, tensor, printed shape, the traced stage that consumes or makes it)
+        ("Input Images", "I", ["8", "2", "3", "224", "224"], "(root)"),
+        ("CNN Feats", "F_vis", ["8", "98", "512"], "camera_tokens"),
+        ("Joint State", "q", ["8", "14"], "joint_projection"),
+        ("Encoder Input", "X_enc", ["8", "100", "512"], "encoder"),
+        ("Latent", "z", ["8", "32"], "latent_projection"),
+        ("Decoder Query", "Q_dec", ["8", "100", "512"], "decoder"),
+        ("Output Actions", "A_hat", ["8", "100", "14"], "action_head"),
     ]
+    layout_note = f"{TRACED}; images and feature maps in the book's channels-first layout"
     out = check(
         "20.2.2",
         "encoder sequence length 1 + 1 + 98",
         "100",
         length,
-        note="CLS + proprioception + 2 × 7 × 7 visual tokens at 224 px",
+        note="CLS (in ACT: the latent token) + proprioception + 2 × 7 × 7 visual tokens at 224 px",
     )
     for section, quantity, key, printed, symbolic in equations:
-        out += _shape_check(section, quantity, printed, shapes[key].shape[symbolic:], note)
-    for stage, key, printed in table:
-        out += _shape_check("20.4 table", stage, printed, shapes[key].shape, note)
+        out += _shape_check(section, quantity, printed, shapes[key][symbolic:], layout_note)
+    out += ambiguous(
+        "20.2.4 eq. 20.9",
+        "K, V = Concat(H_enc, Project(z)) shape",
+        "(8, 101, 512)",
+        str(shapes["K, V"]),
+        "the book's own construction (z appended to H_enc) gives 101 tokens; ACT puts the "
+        "latent token first in the ENCODER input (the book's 'CLS' slot, as 20.2.4 itself "
+        "suspects), so the decoder attends to H_enc alone: [8, 100, 512] (traced)",
+    )
+    trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
+    for row, key, printed, stage in table:
+        note = f"{layout_note}; {_stage_summary(trace.stage(stage))}"
+        out += _shape_check("20.4 table", row, printed, shapes[key], note)
     return out
+
+
+def _stage_summary(stage: tracer.Stage) -> str:
+    """One row of the tracer's table, e.g. "stage encoder (TransformerEncoder): 17.3 M params,
+    28.3 GFLOPs per batch of 8"."""
+    params = tracer.format_count(stage.param_count)
+    flops = tracer.format_count(stage.counts.matmul_flops)
+    return (
+        f"stage {stage.name} ({stage.module}): {params} params, {flops}FLOPs per batch of {BATCH}"
+    )
 
 
 def records() -> list[Record]:

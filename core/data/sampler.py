@@ -142,12 +142,14 @@ class ChunkSampler:
     def _permutation(self, epoch: int) -> np.ndarray:
         """The sample order of an epoch; the two latest are kept (prefetch crosses epochs)."""
         with self._lock:
-            if epoch not in self._permutations:
+            permutation = self._permutations.get(epoch)
+            if permutation is None:
                 generator = np.random.default_rng([self.seed, epoch])
-                self._permutations[epoch] = generator.permutation(self.num_samples)
-                if len(self._permutations) > 2:
-                    del self._permutations[min(self._permutations)]
-            return self._permutations[epoch]
+                permutation = generator.permutation(self.num_samples)
+                self._permutations[epoch] = permutation
+                if len(self._permutations) > 2:  # evict the oldest other than this one
+                    del self._permutations[min(e for e in self._permutations if e != epoch)]
+            return permutation
 
     def sample_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(episode [B_local], frame t [B_local]) of this process's part of batch `step`."""

@@ -172,3 +172,26 @@ class ObstacleExpert:
         before_via_point = state.agent.position[1] < via_point[1] - ARRIVAL_TOLERANCE
         target = jnp.where(before_via_point, via_point, state.goal)
         return steer_toward(state.agent.position, target, MAX_STEP)
+
+
+EPISODE_MODES = ("left", "right", "collided", "other")
+"""How an episode went around the obstacle; "left" and "right" have the expert's mode indices."""
+
+
+def classify_episode_mode(states: ObstacleState) -> jax.Array:
+    """The mode of one episode, an int32 [] index into EPISODE_MODES (book 16.3.3, 18.8.1).
+
+    states: the episode's states with a leading time axis [T + 1], the last one after the last
+    step. "collided" if the episode ended touching the obstacle; otherwise "left" or "right" by
+    the side of the obstacle centre the agent was on when it first came level with it (a path
+    that does not touch the obstacle passes it at least 0.35 to the side); "other" if it never
+    came level (e.g. it stalled below the obstacle).
+    """
+    position = states.agent.position  # [T + 1, 2]
+    obstacle = states.obstacle[0]
+    final = jax.tree.map(lambda leaf: leaf[-1], states.status)
+    level = position[:, 1] >= obstacle[1]
+    side = jnp.where(position[jnp.argmax(level), 0] < obstacle[0], 0, 1)
+    collided = final.terminated & ~final.success
+    mode = jnp.where(collided, 2, jnp.where(jnp.any(level), side, 3))
+    return mode.astype(jnp.int32)

@@ -237,3 +237,18 @@ class PickPlaceExpert:
             movement = jnp.where(condition, phase_movement, movement)
             command = jnp.where(condition, phase_command, command)
         return jnp.concatenate([movement, command[None]])
+
+
+EPISODE_MODES = ("left_zone", "right_zone", "neither")
+"""Where an episode left the block; the zones have the expert's mode indices."""
+
+
+def classify_episode_mode(states: PickPlaceState) -> jax.Array:
+    """The mode of one episode, an int32 [] index into EPISODE_MODES (book 16.7, eq. 16.38).
+
+    states: the episode's states with a leading time axis [T + 1], the last one after the last
+    step. The zone the block lies entirely inside at the end (held or not), else "neither": the
+    average of a left and a right carry ends between the zones.
+    """
+    inside = block_in_zones(states.block[-1], states.zones[-1])
+    return jnp.where(inside[0], 0, jnp.where(inside[1], 1, 2)).astype(jnp.int32)

@@ -200,8 +200,8 @@ def _known_extra_keys(path: str, config: Mapping[str, Any]) -> bool:
     if any(path.startswith(f"{section}.") for section in FREE_SECTIONS):
         return True
     task = config.get("task", {}).get("name")
-    if path.startswith("task.") and task in registry.TASKS:
-        env_class, _ = registry.TASKS[task]
+    if path.startswith("task.") and task in registry.task_names():
+        env_class, _ = registry.task_classes(task)
         return path.removeprefix("task.") in {field.name for field in dataclasses.fields(env_class)}
     return False
 
@@ -262,7 +262,8 @@ def _range_problems(config: Mapping[str, Any]) -> list[str]:
         "eval.video_episodes",
     ):
         require(flat[path] >= 0, path, ">= 0")
-    require(flat["task.name"] in registry.TASKS, "task.name", f"one of {sorted(registry.TASKS)}")
+    tasks = registry.task_names()
+    require(flat["task.name"] in tasks, "task.name", f"one of {tasks}")
     cameras = flat["task.cameras"]
     require(
         len(cameras) >= 1 and all(isinstance(camera, str) for camera in cameras),

@@ -6,8 +6,11 @@ and 18.7 (the execution controller).
 
 `evaluate` rolls out `eval.episodes` episodes with seeds eval.seed, eval.seed + 1, ... (checked
 disjoint from the demonstration seeds), in batches of at most EPISODES_PER_BATCH episodes so
-memory stays bounded, and runs the task's scripted expert on the same seeds as a reference. It
-writes to `out_dir`:
+memory stays bounded, and runs the task's scripted expert on the same seeds as a reference.
+JAX-native tasks roll out under jit (`core.evaluation.rollout`); host-stepped simulators (the
+MuJoCo ALOHA tasks) step in a Python loop around the same jitted agent step
+(`core.evaluation.host_rollout`), which films the video episodes while it runs. It writes to
+`out_dir`:
 
   eval.json         the statistics of `core.evaluation.metrics` for the policy and the expert,
                     the settings, the timing (compile and rollout seconds)
@@ -29,12 +32,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from core.controllers import make_controller
+from core.controllers import Controller, make_controller
 from core.envs import render
 from core.envs.api import Env
 from core.envs.registry import Task
 from core.envs.tabletop import TabletopEnv
-from core.evaluation import media, metrics
+from core.evaluation import host_rollout, media, metrics
 from core.evaluation.rollout import (
     Normalizers,
     Rollouts,
@@ -156,7 +159,9 @@ def _render_episodes(env: Env, camera: str, states: Any) -> jax.Array:
     return jax.lax.map(render_episode, states)
 
 
-def _write_video(env: Env, rollouts: Rollouts, video_episodes: int, path: Path) -> Path | None:
+def _rendered_frames(env: Env, rollouts: Rollouts, video_episodes: int) -> np.ndarray | None:
+    """[V, T + 1, H, W, 3] frames of a JAX-native task's first V episodes, re-rendered from
+    their states (the 2-D tasks at VIDEO_TILE_SIZE), or None for a task without cameras."""
     video_env = _tabletop_at(env, VIDEO_TILE_SIZE)
     if video_env is not None:
         camera = "top"
@@ -165,10 +170,14 @@ def _write_video(env: Env, rollouts: Rollouts, video_episodes: int, path: Path) 
     else:
         return None
     shown = jax.device_get(_first_episodes(rollouts, video_episodes))
-    frames = np.asarray(_render_episodes(video_env, camera, shown.states))
+    return np.asarray(_render_episodes(video_env, camera, shown.states))
+
+
+def _write_video(frames: np.ndarray, rollouts: Rollouts, fps: float, path: Path) -> Path:
+    """The grid of the V episodes of frames [V, T + 1, H, W, 3], framed by their outcomes."""
+    shown = _first_episodes(rollouts, len(frames))
     lengths, outcomes = metrics.rollout_lengths(shown), metrics.episode_outcomes(shown)
-    grid = media.video_grid(frames, lengths, outcomes)
-    return media.write_gif(grid, path, fps=env.spec.fps)
+    return media.write_gif(media.video_grid(frames, lengths, outcomes), path, fps=fps)
 
 
 def _trajectory_panel(title: str, rollouts: Rollouts, task_name: str) -> media.TrajectoryPanel:
@@ -208,6 +217,121 @@ def _write_trajectory_plot(
         _trajectory_panel(f"{name}, {policy_label}: {_success_text(results)}", rollouts, name),
     ]
     return media.plot_trajectories(panels, background, extent, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatedEpisodes:
+    """The policy's and the expert's rollouts of the evaluation episodes (numpy), the video
+    frames filmed during the rollout (host-stepped tasks) or None, and the timing record."""
+
+    rollouts: Rollouts
+    expert: Rollouts
+    frames: np.ndarray | None
+    timing: dict[str, float]
+
+
+def _jax_episodes(
+    task: Task,
+    policy: Policy,
+    controller: Controller,
+    variables: Variables,
+    normalizers: Normalizers,
+    batches: list[np.ndarray],
+    rng: jax.Array,
+    settings: EvalSettings,
+) -> EvaluatedEpisodes:
+    """A JAX-native task: each batch of seeds in one compiled `rollout`; the expert likewise."""
+    env = task.env
+    start = time.perf_counter()
+    compiled = rollout.lower(
+        env,
+        policy,
+        controller,
+        variables,
+        normalizers,
+        episode_keys(batches[0]),
+        rng,
+        settings.num_steps,
+    ).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    parts = [
+        jax.device_get(
+            compiled(variables, normalizers, episode_keys(seeds), jax.random.fold_in(rng, index))
+        )
+        for index, seeds in enumerate(batches)
+    ]
+    rollout_seconds = time.perf_counter() - start
+    expert = [
+        jax.device_get(expert_reference_rollouts(env, task.expert, episode_keys(seeds)))
+        for seeds in batches
+    ]
+    return EvaluatedEpisodes(
+        rollouts=_first_episodes(concatenate_rollouts(parts), settings.episodes),
+        expert=_first_episodes(concatenate_rollouts(expert), settings.episodes),
+        frames=None,
+        timing={
+            "compile_seconds": compile_seconds,
+            "rollout_seconds": rollout_seconds,
+            "episodes_per_second": settings.episodes / rollout_seconds,
+        },
+    )
+
+
+def _host_episodes(
+    task: Task,
+    policy: Policy,
+    controller: Controller,
+    variables: Variables,
+    normalizers: Normalizers,
+    batches: list[np.ndarray],
+    rng: jax.Array,
+    settings: EvalSettings,
+) -> EvaluatedEpisodes:
+    """A host-stepped task: each batch of seeds through `host_rollout`, filming the first
+    video_episodes episodes; the expert on the same seeds without rendering. The timing's
+    compile_seconds is the first agent step's wall time (compilation included)."""
+    env = task.env
+    start = time.perf_counter()
+    parts, frames, env_steps, env_seconds, first_act_seconds = [], [], 0, 0.0, 0.0
+    for index, seeds in enumerate(batches):
+        filmed = min(len(seeds), max(0, settings.video_episodes - index * len(batches[0])))
+        part = host_rollout.host_rollout(
+            env,
+            policy,
+            controller,
+            variables,
+            normalizers,
+            episode_keys(seeds),
+            jax.random.fold_in(rng, index),
+            settings.num_steps,
+            video_episodes=filmed,
+            video_side=VIDEO_TILE_SIZE,
+        )
+        parts.append(part.rollouts)
+        frames += [] if part.frames is None else list(part.frames)
+        env_steps += part.env_steps
+        env_seconds += part.env_seconds
+        first_act_seconds = first_act_seconds or part.first_act_seconds
+    rollout_seconds = time.perf_counter() - start - first_act_seconds
+    start = time.perf_counter()
+    expert = [
+        host_rollout.host_expert_rollouts(env, task.expert, episode_keys(seeds), settings.num_steps)
+        for seeds in batches
+    ]
+    return EvaluatedEpisodes(
+        rollouts=_first_episodes(concatenate_rollouts(parts), settings.episodes),
+        expert=_first_episodes(concatenate_rollouts(expert), settings.episodes),
+        frames=np.stack(frames) if frames else None,
+        timing={
+            "compile_seconds": first_act_seconds,
+            "rollout_seconds": rollout_seconds,
+            "episodes_per_second": settings.episodes / rollout_seconds,
+            "env_steps_per_second": env_steps / rollout_seconds,
+            "env_seconds": env_seconds,
+            "expert_seconds": time.perf_counter() - start,
+        },
+    )
 
 
 def evaluate(
@@ -253,36 +377,11 @@ def evaluate(
     batches = episode_batches(seeds, episodes_per_batch)
     policy_label = policy_label or type(policy).__name__
 
-    start = time.perf_counter()
-    compiled = rollout.lower(
-        env,
-        policy,
-        controller,
-        variables,
-        normalizers,
-        episode_keys(batches[0]),
-        rng,
-        settings.num_steps,
-    ).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    parts = [
-        jax.device_get(
-            compiled(variables, normalizers, episode_keys(seeds), jax.random.fold_in(rng, index))
-        )
-        for index, seeds in enumerate(batches)
-    ]
-    rollout_seconds = time.perf_counter() - start
-    rollouts = _first_episodes(concatenate_rollouts(parts), settings.episodes)
-    expert = _first_episodes(
-        concatenate_rollouts(
-            [
-                jax.device_get(expert_reference_rollouts(env, task.expert, episode_keys(seeds)))
-                for seeds in batches
-            ]
-        ),
-        settings.episodes,
+    run_episodes = _host_episodes if host_rollout.is_host_stepped(env) else _jax_episodes
+    episodes = run_episodes(
+        task, policy, controller, variables, normalizers, batches, rng, settings
     )
+    rollouts, expert = episodes.rollouts, episodes.expert
 
     results = {
         "task": env.spec.name,
@@ -294,19 +393,16 @@ def evaluate(
         "max_steps": settings.num_steps,
         "controller": settings.controller,
         "policy_calls_per_episode": float(np.asarray(rollouts.queried).sum(axis=1).mean()),
-        "timing": {
-            "compile_seconds": compile_seconds,
-            "rollout_seconds": rollout_seconds,
-            "episodes_per_second": settings.episodes / rollout_seconds,
-        },
+        "timing": episodes.timing,
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"eval": out_dir / "eval.json"}
-    if settings.video_episodes:
-        video = _write_video(env, rollouts, settings.video_episodes, out_dir / "rollouts.gif")
-        if video is not None:
-            files["video"] = video
+    frames = episodes.frames
+    if frames is None and settings.video_episodes:
+        frames = _rendered_frames(env, rollouts, settings.video_episodes)
+    if frames is not None:
+        files["video"] = _write_video(frames, rollouts, env.spec.fps, out_dir / "rollouts.gif")
     plot = _write_trajectory_plot(
         env, policy_label, rollouts, expert, results, out_dir / "trajectories.png"
     )
@@ -340,6 +436,11 @@ def summary_text(results: dict) -> str:
         f"expert on the same seeds: success {expert['success_rate']:.1%}; rollouts: "
         f"{results['episodes']} episodes in {timing['rollout_seconds']:.1f} s "
         f"(+ {timing['compile_seconds']:.1f} s compile)"
+        + (
+            f", {timing['env_steps_per_second']:.1f} environment steps/s on the host"
+            if "env_steps_per_second" in timing
+            else ""
+        )
     )
     lines.extend(f"{kind}: {path}" for kind, path in results["files"].items())
     return "\n".join(lines)

@@ -6,8 +6,10 @@ everything else (logging cadence, evaluation) may change without changing what i
 An experiment config is an `ml_collections.ConfigDict` with the sections of `default_config()`:
 
   seed       int, the run's seed (parameter init, sample order, dropout keys)
-  task       name (core.envs.registry), image_size, cameras; any other field of the task's
-             environment (e.g. max_episode_steps) may be added and is passed to `registry.make`
+  task       name (core.envs.registry), image_size (pixels: an int for the square cameras of
+             the JAX tasks, a (height, width) pair for ALOHA's), cameras; any other field of the
+             task's environment (e.g. max_episode_steps) may be added and is passed to
+             `registry.make`
   data       path, num_demos, demo_seed (used to generate the dataset when path is missing),
              validation_fraction, normalization ((feature, mode) pairs, see below), batch_size
              (global), prefetch (batches prepared ahead in background threads)
@@ -52,6 +54,7 @@ CONFIG_FILE = "config.json"
 SCHEDULES = ("constant", "cosine")
 LOSS_SCALING = ("off", "dynamic")
 WEIGHT_DECAY_MASKS = ("all", "matrices")
+IMAGE_SIZE_FORMS = "an int >= 1 (square images) or a (height, width) pair of ints >= 1"
 REQUIRED = ("task.name", "data.path", "policy.name")
 """Keys without a usable default: every config module sets them."""
 
@@ -89,7 +92,12 @@ def default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = ml_collections.ConfigDict(
-        {"name": config_dict.placeholder(str), "image_size": 64, "cameras": ("top",)}
+        {
+            "name": config_dict.placeholder(str),
+            # an int or a (height, width) pair: typed `object`, so both assign and override
+            "image_size": config_dict.FieldReference(64, field_type=object),
+            "cameras": ("top",),
+        }
     )
     config.data = ml_collections.ConfigDict(
         {
@@ -238,7 +246,6 @@ def _range_problems(config: Mapping[str, Any]) -> list[str]:
             problems.append(f"{path}: must be {requirement}, got {flat[path]!r}")
 
     for path in (
-        "task.image_size",
         "data.num_demos",
         "data.batch_size",
         "policy.observation_horizon",
@@ -262,6 +269,7 @@ def _range_problems(config: Mapping[str, Any]) -> list[str]:
         "eval.video_episodes",
     ):
         require(flat[path] >= 0, path, ">= 0")
+    require(_is_image_size(flat["task.image_size"]), "task.image_size", IMAGE_SIZE_FORMS)
     tasks = registry.task_names()
     require(flat["task.name"] in tasks, "task.name", f"one of {tasks}")
     cameras = flat["task.cameras"]
@@ -307,6 +315,17 @@ def _range_problems(config: Mapping[str, Any]) -> list[str]:
     problems += _normalization_problems(config["data"]["normalization"])
     problems += _seed_problems(flat)
     return problems
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_image_size(image_size: Any) -> bool:
+    """An int >= 1 (square images), or a (height, width) pair of them (IMAGE_SIZE_FORMS)."""
+    if isinstance(image_size, list | tuple):
+        return len(image_size) == 2 and all(_is_positive_int(side) for side in image_size)
+    return _is_positive_int(image_size)
 
 
 def _normalization_problems(normalization: Sequence) -> list[str]:

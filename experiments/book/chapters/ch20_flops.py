@@ -1,12 +1,15 @@
-"""Chapters 16 and 20: compute costs of ACT and its vision backbones, counted exactly.
+"""Chapters 16, 17 and 20: compute costs and parameters of ACT and its vision backbones.
 
-Book 20.3.1 (the FLOPs breakdown of ACT at 224 px) and 16.4.1 (the MACs column of the backbone
-table). Every count comes from `core.tracer` on the real blocks: the chapter-20 network
-`ch20_shapes.WalkthroughACT` (ResNet-18 ×2 cameras, 4-layer post-norm encoder d 512 / 8 heads /
-d_ffn 3200, one decoder layer over 100 queries, batch 8), core.resnet's ResNet-18/34 and a
-ViT-Base built from core.vit and core.transformer. Counting is exact from the jaxpr, 2 FLOPs per
+Book 20.1 (the configuration, with the parameters it gives), 20.3.1 (the FLOPs breakdown of ACT
+at 224 px), 17.10.2 (the per-batch complexity at 84 px) and 16.4.1 (the MACs column of the
+backbone table). Every count comes from `core.tracer` on the real model: `act.model.ACT` at the
+chapter-20 configuration (`ch20_shapes.walkthrough_trace`: ResNet-18 ×2 cameras, a 4-layer
+post-norm encoder d 512 / 8 heads / d_ffn 3200, one decoder layer over 100 queries, the 4-layer
+CVAE encoder over [CLS, q, 100 actions], batch 8), core.resnet's ResNet-18/34 and a ViT-Base
+built from core.vit and core.transformer. Counting is exact from the jaxpr, 2 FLOPs per
 multiply-add (a MAC count is half); matmuls and convolutions only unless said otherwise, as the
-book counts. The traced model's full table: `python -m experiments.book.chapters.ch20_flops`.
+book counts. The inference pass is the training pass without the CVAE encoder (z = 0). The
+traced model's full table: `python -m experiments.book.chapters.ch20_flops`.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ from core import resnet, tracer, transformer, vit
 from core.conv_arithmetic import RESNET34_BLOCKS
 from experiments.book.chapters.ch20_shapes import (
     ACT_DIM_BIMANUAL,
+    ACT_DIM_ONE_ARM,
     ACT_LAYER,
     BATCH,
+    CHUNK,
+    DECODER,
     NUM_CAMERAS,
+    ROOT,
+    act_config,
     walkthrough_trace,
 )
 from experiments.book.records import Record, check, claim
@@ -87,10 +95,15 @@ def _per_sample(stage: tracer.Stage) -> float:
     return stage.counts.matmul_flops / BATCH
 
 
+def _inference_flops(trace: tracer.ModuleTrace) -> float:
+    """Matmul FLOPs of the inference pass: the training pass without the CVAE encoder."""
+    return trace.stage(ROOT).counts.matmul_flops - trace.stage("cvae_encoder").counts.matmul_flops
+
+
 def _encoder_layer_costs() -> dict[str, float]:
     """FLOPs per sample of one encoder layer and its parts, from the 224 px trace."""
     trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
-    layer = "encoder/layers_0"
+    layer = f"{DECODER}/encoder/layers_0"
     projections = sum(
         _per_sample(trace.stage(f"{layer}/self_attention/{name}"))
         for name in ("query", "key", "value", "out")
@@ -100,28 +113,30 @@ def _encoder_layer_costs() -> dict[str, float]:
         "attention": _per_sample(trace.stage(f"{layer}/self_attention")) - projections,
         "projections": projections,
         "feed_forward": _per_sample(trace.stage(f"{layer}/feed_forward")),
-        "tokens": trace.stage("encoder").input_shapes[0][1],
+        "tokens": trace.stage(f"{DECODER}/encoder").input_shapes[0][1],
     }
 
 
 def _walkthrough_records() -> list[Record]:
     """Book 20.3.1: ResNet-18, the encoder layer by layer, and the share of vision."""
     trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
-    per_image = trace.stage("camera_tokens/backbone").counts.matmul_flops / (BATCH * NUM_CAMERAS)
+    backbone = trace.stage(f"{DECODER}/camera_tokens/backbone")
+    per_image = backbone.counts.matmul_flops / (BATCH * NUM_CAMERAS)
     costs = _encoder_layer_costs()
     tokens, width, ffn = costs["tokens"], ACT_LAYER.model_dim, ACT_LAYER.ffn_dim
-    encoder = _per_sample(trace.stage("encoder"))
-    total = _per_sample(trace.stage("(root)"))
+    encoder = _per_sample(trace.stage(f"{DECODER}/encoder"))
+    decoder = _per_sample(trace.stage(f"{DECODER}/decoder"))
+    total = _inference_flops(trace) / BATCH
     vision = 2 * per_image
     parts = {
         "ResNet-18 ×2": vision,
-        "1×1 projection": _per_sample(trace.stage("camera_tokens/input_projection")),
+        "1×1 projection": _per_sample(trace.stage(f"{DECODER}/camera_tokens/projection")),
         "encoder": encoder,
-        "decoder (1 layer)": _per_sample(trace.stage("decoder")),
+        "decoder (1 layer)": decoder,
         "heads and token projections": total
-        - _per_sample(trace.stage("camera_tokens"))
+        - _per_sample(trace.stage(f"{DECODER}/camera_tokens"))
         - encoder
-        - _per_sample(trace.stage("decoder")),
+        - decoder,
     }
     breakdown = ", ".join(f"{name} {flops / GIGA:.3g}" for name, flops in parts.items())
     mac_reading = (
@@ -243,8 +258,120 @@ def _backbone_table_records() -> list[Record]:
     ]
 
 
+def _configuration_records() -> list[Record]:
+    """Book 20.1: the configuration is ACT's default one; the parameters it gives, by part."""
+    config = act_config(ACT_DIM_BIMANUAL)
+    printed = {"d_model": 512, "d_ffn": 3200, "H": 8, "d_z": 32, "k": 100}
+    ours = {
+        "d_model": config.model_dim,
+        "d_ffn": config.ffn_dim,
+        "H": config.num_heads,
+        "d_z": config.latent_dim,
+        "k": config.chunk_size,
+    }
+    trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
+    total = trace.stage(ROOT).param_count
+    parts = {
+        "ResNet-18 (shared by the cameras)": f"{DECODER}/camera_tokens/backbone",
+        "CVAE encoder": "cvae_encoder",
+        "transformer encoder": f"{DECODER}/encoder",
+        "decoder (1 layer)": f"{DECODER}/decoder",
+    }
+    counts = {name: trace.stage(stage).param_count for name, stage in parts.items()}
+    counts["projections, embeddings and head"] = total - sum(counts.values())
+    breakdown = ", ".join(f"{name} {count / MEGA:.2f} M" for name, count in counts.items())
+    return claim(
+        "20.1",
+        "the standard ALOHA/ACT configuration",
+        ", ".join(f"{name} = {value}" for name, value in printed.items()),
+        f"act.model.ACTConfig's defaults (the original's and LeRobot's) are {ours}, plus 4 encoder "
+        f"layers, 1 decoder layer and a 4-layer CVAE encoder; the model has {total / MEGA:.2f} M "
+        f"trained parameters ({breakdown}) and the frozen batch-norm statistics",
+        holds=printed == ours,
+    )
+
+
+def _complexity_records_84px() -> list[Record]:
+    """Book 17.10.2: the per-batch cost of the training forward pass, at chapter 17's 84 px
+    with 2 cameras and D = 7, in MACs (half the traced FLOPs)."""
+    trace = walkthrough_trace(84, ACT_DIM_ONE_ARM)
+
+    def macs(stage: str) -> float:
+        return trace.stage(stage).counts.matmul_flops / 2
+
+    per_image = macs(f"{DECODER}/camera_tokens/backbone") / (BATCH * NUM_CAMERAS)
+    width = ACT_LAYER.model_dim
+    cvae_tokens = trace.stage("cvae_encoder/encoder").input_shapes[0][1]
+    num_visual = trace.stage(f"{DECODER}/camera_tokens").output_shapes[0][1]
+    book_tokens = CHUNK + num_visual
+    cvae_layer = macs("cvae_encoder/encoder/layers_0") / BATCH
+    formula_book = 2 * book_tokens * width**2 + 2 * book_tokens**2 * width
+    formula_act = 2 * cvae_tokens * width**2 + 2 * cvae_tokens**2 * width
+    cvae_encoder = macs("cvae_encoder") / BATCH
+    decoder = macs(f"{DECODER}/decoder") / BATCH
+    total = macs(ROOT)
+    parts = {
+        "ResNet-18 ×16 images": macs(f"{DECODER}/camera_tokens/backbone"),
+        "CVAE encoder": macs("cvae_encoder"),
+        "transformer encoder": macs(f"{DECODER}/encoder"),
+        "decoder": macs(f"{DECODER}/decoder"),
+    }
+    breakdown = ", ".join(f"{name} {value / GIGA:.3g} G" for name, value in parts.items())
+    return [
+        *check(
+            "17.10.2",
+            "vision backbone MACs (ResNet-18), per image",
+            "1.8e9",
+            per_image,
+            why=f"1.8e9 is ResNet-18 at 224 px; at chapter 17's 84 px it is "
+            f"{per_image / GIGA:.3g}e9 per image, {parts['ResNet-18 ×16 images'] / GIGA:.3g}e9 "
+            "for a batch of 8 samples of 2 cameras (traced)",
+        ),
+        *claim(
+            "17.10.2",
+            "CVAE encoder cost per layer and sample",
+            "2(k + N_vis)d² + 2(k + N_vis)²d",
+            f"{cvae_layer / MEGA:.4g} M MACs traced for ACT's {cvae_tokens} tokens; the formula "
+            f"gives {formula_act / MEGA:.4g} M at N = {cvae_tokens} and "
+            f"{formula_book / MEGA:.4g} M at the book's N = k + N_vis = {book_tokens}",
+            holds=abs(formula_act - cvae_layer) < 0.05 * cvae_layer,
+            why="a layer costs 4Nd² (Q, K, V, O projections) + 2N·d·d_ffn (the feed-forward "
+            f"network, d_ffn = {ACT_LAYER.ffn_dim}) + 2N²d (QKᵀ and weights·V) MACs: the formula "
+            "halves the projections and leaves out the feed-forward network, the largest term; "
+            "and ACT's CVAE encoder reads [CLS, q, a_1..a_k] (N = k + 2), no image tokens",
+        ),
+        *claim(
+            "17.10.2",
+            "decoder cost",
+            "same as the encoder",
+            f"decoder {decoder / MEGA:.4g} M MACs per sample (1 layer, {CHUNK} queries, "
+            f"self- and cross-attention) vs CVAE encoder {cvae_encoder / MEGA:.4g} M (4 layers)",
+            holds=abs(decoder - cvae_encoder) < 0.05 * cvae_encoder,
+            why="ACT's decoder is one layer (the original's six further layers are unused, see "
+            "act.model) over k queries with an extra cross-attention; the 4-layer CVAE encoder "
+            "costs several times more",
+        ),
+        *claim(
+            "17.10.2",
+            "training forward pass per batch (B = 8)",
+            "≈ 1-2 billion MACs",
+            f"{total / GIGA:.3g} G MACs traced ({breakdown}, the rest projections and heads)",
+            holds=1e9 <= total <= 2e9,
+            why=f"the backbone alone costs {parts['ResNet-18 ×16 images'] / GIGA:.3g}e9 MACs for "
+            f"the batch's 16 images at 84 px, and the 4-layer CVAE encoder over {cvae_tokens} "
+            f"tokens {parts['CVAE encoder'] / GIGA:.3g}e9: the book's total is an order of "
+            "magnitude low",
+        ),
+    ]
+
+
 def records() -> list[Record]:
-    return [*_walkthrough_records(), *_backbone_table_records()]
+    return [
+        *_configuration_records(),
+        *_complexity_records_84px(),
+        *_walkthrough_records(),
+        *_backbone_table_records(),
+    ]
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
-"""Chapters 17 and 20: token counts and tensor shapes through ACT, traced through the real blocks.
+"""Chapters 17 and 20: token counts and tensor shapes through ACT, traced through act.model.
 
 Book 17.4-17.5 (eqs. 17.22-17.48, the CVAE encoder and decoder at 84 px) and 20.1-20.4 (eqs.
-20.1-20.11 and the summary table, at 224 px). `WalkthroughACT` assembles ACT's inference network
-from the core blocks at the book's chapter-20 sizes (core.resnet, core.position_encoding,
-core.transformer), and `core.tracer` traces it abstractly (`jax.make_jaxpr` over
-`jax.ShapeDtypeStruct`s: nothing is allocated or computed), giving every stage's input and output
-shapes. Where the book builds a tensor ACT does not have (17.4.1's CVAE input with image tokens,
-17.5.1's repeated latent), it is built as the book says under `jax.eval_shape`, with the traced
-token counts. Chapter 20's FLOPs are in `ch20_flops`, from the same trace.
+20.1-20.11 and the summary table, at 224 px). The model is `act.model.ACT` at the book's
+chapter-20 sizes (LeRobot's defaults: d_model 512, 8 heads, d_ffn 3200, 4 + 1 layers, a 4-layer
+CVAE encoder, d_z 32, k = 100), two cameras; `core.tracer` traces its training forward pass
+(`ACT.reconstruct`: CVAE encoder, reparameterized z, decoder) abstractly (`jax.make_jaxpr` over
+`jax.ShapeDtypeStruct`s: nothing is allocated or computed), giving every stage's input and
+output shapes. Where the book builds a tensor ACT does not have (17.4.1's CVAE input with image
+tokens, 17.5.1's repeated latent), it is built as the book says under `jax.eval_shape`, with the
+traced token counts. Chapter 20's FLOPs and parameter counts are in `ch20_flops`, from the same
+trace.
 """
 
 from __future__ import annotations
@@ -18,99 +20,52 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from core import attention, position_encoding, resnet, tracer, transformer
-from core.checks import check_shapes
+from act.model import ACT, ACTConfig
+from core import attention, tracer, transformer
 from experiments.book.records import Record, ambiguous, check
 
 BATCH, NUM_CAMERAS, CHUNK, LATENT_DIM = 8, 2, 100, 32  # book 20.1
-ACT_LAYER = transformer.TransformerLayerConfig(
-    model_dim=512, num_heads=8, ffn_dim=3200, dropout_rate=0.0
-)  # 20.1: d_model 512, 8 heads, d_ffn 3200; post-norm ReLU (ACT's defaults)
 ACT_DIM_BIMANUAL, ACT_DIM_ONE_ARM = 14, 7  # D of chapter 20 and of eq. 17.45
-TRACED = "traced through the core blocks (core.tracer)"
+TRACED = "traced through act.model.ACT (core.tracer)"
+DECODER = "cvae_decoder"
+"""The decoder's stages are named under this prefix, e.g. "cvae_decoder/encoder"."""
 
 
-class CameraTokens(nn.Module):
-    """Every camera through one shared ResNet-18 (frozen batch norm) to layer4, then a 1×1 conv
-    to d_model, with DETR's 2D sine embedding of each camera's H'×W' grid (book 16.4.2, 20.2.1).
-
-    [B, cams, H, W, 3] -> (tokens [B, cams·H'·W', d], positions [cams·H'·W', d]), camera-major
-    and row-major within a camera, as LeRobot's ACT lays them out.
-    """
-
-    model_dim: int
-
-    @nn.compact
-    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-        batch, cameras = images.shape[:2]
-        features = resnet.ResNet(name="backbone")(images.reshape(-1, *images.shape[2:]))
-        features = nn.Conv(self.model_dim, (1, 1), name="input_projection")(features)
-        height, width = features.shape[1:3]
-        positions = position_encoding.sine_position_embedding_2d(height, width, self.model_dim)
-        positions = jnp.tile(positions.reshape(-1, self.model_dim), (cameras, 1))
-        return features.reshape(batch, -1, self.model_dim), positions  # eqs. 20.3-20.4
+def act_config(action_dim: int) -> ACTConfig:
+    """The chapter-20 configuration: ACT's defaults (20.1), D = action_dim."""
+    return ACTConfig(action_dim=action_dim, chunk_size=CHUNK, latent_dim=LATENT_DIM)
 
 
-class WalkthroughACT(nn.Module):
-    """ACT's inference network (LeRobot's `ACT.forward` without the CVAE encoder) from the core
-    blocks: encoder tokens [latent, joints, camera tokens] with learned positions for the first
-    two and DETR's 2D sine embedding per camera; post-norm encoder layers; a decoder over
-    `chunk_size` zero queries with learned query positions, ending in a LayerNorm; a linear
-    action head. One decoder layer, LeRobot's default (the original ACT configures 7 but, by a
-    bug, uses only the first).
-    """
-
-    action_dim: int
-    chunk_size: int = CHUNK
-    num_encoder_layers: int = 4
-    num_decoder_layers: int = 1
-    layer: transformer.TransformerLayerConfig = ACT_LAYER
-
-    @nn.compact
-    def __call__(self, images: jax.Array, joints: jax.Array, latent: jax.Array) -> jax.Array:
-        """images [B, cams, H, W, 3], joints [B, D], latent [B, d_z] -> actions [B, k, D]."""
-        check_shapes(
-            images=(images, ("B", None, None, None, 3)),
-            joints=(joints, ("B", self.action_dim)),
-            latent=(latent, ("B", None)),
-        )
-        model_dim = self.layer.model_dim
-        visual, visual_positions = CameraTokens(model_dim, name="camera_tokens")(images)
-        latent_token = nn.Dense(model_dim, name="latent_projection")(latent)
-        joint_token = nn.Dense(model_dim, name="joint_projection")(joints)
-        tokens = jnp.concatenate([latent_token[:, None], joint_token[:, None], visual], axis=1)
-        token_positions = position_encoding.LearnedPositionEmbedding(
-            2, model_dim, name="token_positions"
-        )()
-        positions = jnp.concatenate([token_positions, visual_positions])[None]
-        memory = transformer.TransformerEncoder(
-            self.layer, self.num_encoder_layers, name="encoder"
-        )(tokens, pos=positions, deterministic=True)
-        query_positions = position_encoding.LearnedPositionEmbedding(
-            self.chunk_size, model_dim, name="query_positions"
-        )()[None]
-        queries = jnp.zeros((tokens.shape[0], self.chunk_size, model_dim), tokens.dtype)
-        decoded = transformer.TransformerDecoder(
-            self.layer, self.num_decoder_layers, final_norm=True, name="decoder"
-        )(queries, memory, query_pos=query_positions, memory_pos=positions, deterministic=True)
-        return nn.Dense(self.action_dim, name="action_head")(decoded)  # book eq. 20.11
+def _struct(*shape: int, dtype=jnp.float32) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, dtype)
 
 
-def _struct(*shape: int) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(shape, jnp.float32)
+def walkthrough_inputs(image_size: int, action_dim: int, batch: int = BATCH) -> tuple:
+    """ACT.reconstruct's positional inputs: actions, padding, ε, two cameras, joint state q."""
+    return (
+        _struct(batch, CHUNK, action_dim),
+        _struct(batch, CHUNK, dtype=jnp.bool_),
+        _struct(batch, LATENT_DIM),
+        _struct(batch, NUM_CAMERAS, image_size, image_size, 3),
+        _struct(batch, action_dim),
+    )
 
 
 @functools.cache
 def walkthrough_trace(image_size: int, action_dim: int, batch: int = BATCH) -> tracer.ModuleTrace:
-    """The stages of `WalkthroughACT` on `batch` samples of 2 cameras at `image_size` px."""
-    model = WalkthroughACT(action_dim)
-    inputs = (
-        _struct(batch, NUM_CAMERAS, image_size, image_size, 3),
-        _struct(batch, action_dim),
-        _struct(batch, LATENT_DIM),
+    """The stages of ACT's training forward pass on `batch` samples of 2 cameras at
+    `image_size` px (the root stage is "(root).reconstruct")."""
+    model = ACT(act_config(action_dim))
+    inputs = walkthrough_inputs(image_size, action_dim, batch)
+    init = functools.partial(model.init, deterministic=True, method=ACT.reconstruct)
+    variables = jax.eval_shape(init, jax.random.key(0), *inputs)
+    return tracer.trace_module(
+        model, variables, *inputs, method=ACT.reconstruct, deterministic=True
     )
-    variables = jax.eval_shape(model.init, jax.random.key(0), *inputs)
-    return tracer.trace_module(model, variables, *inputs)
+
+
+ACT_LAYER = act_config(ACT_DIM_BIMANUAL).layer
+"""The transformer layers' configuration (20.1: d_model 512, 8 heads, d_ffn 3200)."""
 
 
 def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -138,8 +93,10 @@ def _attention_map(queries: jax.ShapeDtypeStruct, keys: jax.ShapeDtypeStruct):
 def _encoder_records_84px() -> list[Record]:
     """Book 17.4.1: the CVAE encoder's input [CLS; prop; 18 visual; k actions] (as the book
     builds it), run through a real 4-layer encoder."""
-    visual = walkthrough_trace(84, ACT_DIM_ONE_ARM).stage("camera_tokens").output_shapes[0]
+    trace = walkthrough_trace(84, ACT_DIM_ONE_ARM)
+    visual = trace.stage(f"{DECODER}/camera_tokens").output_shapes[0]
     num_visual = visual[1]
+    act_cvae_length = trace.stage("cvae_encoder/encoder").input_shapes[0][1]
     action_projection = nn.Dense(ACT_LAYER.model_dim)
     actions = _struct(BATCH, CHUNK, ACT_DIM_ONE_ARM)
     action_tokens = jax.eval_shape(
@@ -179,7 +136,7 @@ def _encoder_records_84px() -> list[Record]:
             ["8", "128", "512"],
             list(encoder_input.shape),
             why=why + f" (ACT's own CVAE encoder sees no image tokens: [CLS; joints; actions] "
-            f"= {CHUNK + 2})",
+            f"= {act_cvae_length}, traced)",
         ),
         *check(
             "17.4.1 eq. 17.26",
@@ -208,18 +165,18 @@ def _encoder_records_84px() -> list[Record]:
 def _decoder_records_84px() -> list[Record]:
     """Book 17.5.1: the decoder's latent, queries, K/V and outputs (the book's construction)."""
     trace = walkthrough_trace(84, ACT_DIM_ONE_ARM)
-    visual = _struct(*trace.stage("camera_tokens").output_shapes[0])
-    latent_token = _struct(*trace.stage("latent_projection").output_shapes[0])  # eq. 17.35
+    visual = _struct(*trace.stage(f"{DECODER}/camera_tokens").output_shapes[0])
+    latent_token = _struct(*trace.stage(f"{DECODER}/latent_projection").output_shapes[0])
     repeated = jax.eval_shape(lambda z: jnp.repeat(z[:, None], CHUNK, axis=1), latent_token)
-    queries = _struct(*trace.stage("query_positions").output_shapes[0])  # eq. 17.37
+    queries = _struct(*trace.stage(f"{DECODER}/query_positions").output_shapes[0])  # eq. 17.37
     conditioning = jax.eval_shape(
         lambda vis, z: jnp.concatenate([vis, z[:, None]], axis=1), visual, latent_token
     )  # eq. 17.38
     queries = jax.eval_shape(lambda q: jnp.broadcast_to(q, (BATCH, *q.shape)), queries)
     scores = _attention_map(queries, conditioning)
-    cross = trace.stage("decoder/layers_0/cross_attention")
+    cross = trace.stage(f"{DECODER}/decoder/layers_0/cross_attention")
     act_memory = cross.input_shapes[1][1]
-    actions = trace.stage("action_head").output_shapes[0]
+    actions = trace.stage(f"{DECODER}/action_head").output_shapes[0]
     note = "traced with jax.eval_shape"
     memory_note = (
         f"18 visual tokens + 1 latent token, as the book builds K_cond; ACT's decoder attends to "
@@ -264,26 +221,35 @@ def _decoder_records_84px() -> list[Record]:
     ]
 
 
+ROOT = "(root).reconstruct"
+
+
 def walkthrough_shapes_224px() -> dict[str, tuple[int, ...]]:
-    """Book 20.2: every tensor of the forward pass at 224 px, B = 8, D = 14, from the trace."""
+    """Book 20.2: every tensor of the training forward pass at 224 px, B = 8, D = 14, from the
+    trace (the inference pass is the same without the CVAE encoder, with z = 0)."""
     trace = walkthrough_trace(224, ACT_DIM_BIMANUAL)
-    images, joints, latent = trace.stage("(root)").input_shapes
-    layer4 = trace.stage("camera_tokens/backbone").output_shapes[0]
-    encoder = trace.stage("encoder")
-    decoder = trace.stage("decoder")
+    actions, _, _, images, joints = trace.stage(ROOT).input_shapes
+    layer4 = trace.stage(f"{DECODER}/camera_tokens/backbone").output_shapes[0]
+    cvae_encoder = trace.stage("cvae_encoder")
+    encoder = trace.stage(f"{DECODER}/encoder")
+    decoder = trace.stage(f"{DECODER}/decoder")
     return {
         "I": _channels_first(images),
         "features": _channels_first(layer4),
         "tokens": (layer4[0], layer4[1] * layer4[2], layer4[3]),
-        "F_vis": trace.stage("camera_tokens").output_shapes[0],
+        "F_vis": trace.stage(f"{DECODER}/camera_tokens").output_shapes[0],
         "q": joints,
         "X_enc": encoder.input_shapes[0],
         "H_enc": encoder.output_shapes[0],
-        "z": latent,
+        "a": actions,
+        "X_cvae": trace.stage("cvae_encoder/encoder").input_shapes[0],
+        "mu": cvae_encoder.output_shapes[0],
+        "log_var": cvae_encoder.output_shapes[1],
+        "z": trace.stage(f"{DECODER}/latent_projection").input_shapes[0],
         "Q_dec": decoder.input_shapes[0],
         "K, V": decoder.input_shapes[1],
-        "cross": trace.stage("decoder/layers_0/cross_attention").output_shapes[0],
-        "A_hat": trace.stage("action_head").output_shapes[0],
+        "cross": trace.stage(f"{DECODER}/decoder/layers_0/cross_attention").output_shapes[0],
+        "A_hat": trace.stage(f"{DECODER}/action_head").output_shapes[0],
     }
 
 
@@ -298,19 +264,22 @@ def _walkthrough_records() -> list[Record]:
         ("20.2.1 eq. 20.4", "F_vis", "F_vis", ["8", "98", "512"], 0),
         ("20.2.2 eq. 20.5", "X_enc = [CLS, Prop, Vis_1..98]", "X_enc", ["8", "100", "512"], 0),
         ("20.2.2 eq. 20.6", "H_enc", "H_enc", ["8", "100", "512"], 0),
+        ("20.2.3", "true actions a_{t:t+k}", "a", ["8", "100", "14"], 0),
+        ("20.2.3", "CVAE encoder output μ", "mu", ["8", "32"], 0),
+        ("20.2.3", "CVAE encoder output σ (ACT: log σ²)", "log_var", ["8", "32"], 0),
         ("20.2.3 eq. 20.7", "z", "z", ["8", "32"], 0),
         ("20.2.4 eq. 20.8", "Q_dec [B, ·, ·]", "Q_dec", ["100", "512"], 1),
         ("20.2.4 eq. 20.10", "cross-attention output", "cross", ["8", "100", "512"], 0),
         ("20.2.4 eq. 20.11", "Â (D = 14)", "A_hat", ["8", "100", "14"], 0),
     ]
     table = [  # (row, tensor, printed shape, the traced stage that consumes or makes it)
-        ("Input Images", "I", ["8", "2", "3", "224", "224"], "(root)"),
-        ("CNN Feats", "F_vis", ["8", "98", "512"], "camera_tokens"),
-        ("Joint State", "q", ["8", "14"], "joint_projection"),
-        ("Encoder Input", "X_enc", ["8", "100", "512"], "encoder"),
-        ("Latent", "z", ["8", "32"], "latent_projection"),
-        ("Decoder Query", "Q_dec", ["8", "100", "512"], "decoder"),
-        ("Output Actions", "A_hat", ["8", "100", "14"], "action_head"),
+        ("Input Images", "I", ["8", "2", "3", "224", "224"], f"{DECODER}/camera_tokens"),
+        ("CNN Feats", "F_vis", ["8", "98", "512"], f"{DECODER}/camera_tokens"),
+        ("Joint State", "q", ["8", "14"], f"{DECODER}/state_projection"),
+        ("Encoder Input", "X_enc", ["8", "100", "512"], f"{DECODER}/encoder"),
+        ("Latent", "z", ["8", "32"], f"{DECODER}/latent_projection"),
+        ("Decoder Query", "Q_dec", ["8", "100", "512"], f"{DECODER}/decoder"),
+        ("Output Actions", "A_hat", ["8", "100", "14"], f"{DECODER}/action_head"),
     ]
     layout_note = f"{TRACED}; images and feature maps in the book's channels-first layout"
     out = check(
@@ -319,6 +288,14 @@ def _walkthrough_records() -> list[Record]:
         "100",
         length,
         note="CLS (in ACT: the latent token) + proprioception + 2 × 7 × 7 visual tokens at 224 px",
+    )
+    out += check(
+        "20.2.3",
+        "CVAE encoder tokens [CLS, q, a_1..a_100] (ACT's BERT-like encoding)",
+        "102",
+        shapes["X_cvae"][1],
+        note=f"the [CLS] token, the joint state and one token per action, {TRACED}; the book "
+        "leaves the count implicit (1 + 1 + k)",
     )
     for section, quantity, key, printed, symbolic in equations:
         out += _shape_check(section, quantity, printed, shapes[key][symbolic:], layout_note)

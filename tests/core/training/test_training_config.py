@@ -88,6 +88,23 @@ def test_task_accepts_environment_fields_and_rejects_others(config):
         config_lib.validate_config(config)
 
 
+@pytest.mark.parametrize("image_size", [64, (240, 320), [240, 320]])
+def test_image_size_is_a_side_or_a_height_width_pair(config, image_size):
+    config.task.image_size = image_size
+    config_lib.validate_config(config)
+    restored = config_lib.config_from_dict(config_lib.plain(config))
+    assert restored.task.image_size == (tuple(image_size) if image_size != 64 else 64)
+
+
+@pytest.mark.parametrize("image_size", [0, (240,), (240, 0), (240.0, 320), True, "64"])
+def test_bad_image_size_is_rejected_naming_both_forms(config, image_size):
+    config.task.image_size = image_size
+    with pytest.raises(
+        ValueError, match=r"task\.image_size: must be an int >= 1 .* \(height, width\)"
+    ):
+        config_lib.validate_config(config)
+
+
 def test_policy_and_parameter_groups_take_free_keys(config):
     config.policy.hidden_sizes = (64, 64)
     config.optim.param_group_lr = {"encoder": 0.1}

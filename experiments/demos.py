@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +139,12 @@ def generate_demos(
     validation_fraction: float = 0.1,
     overwrite: bool = False,
     progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
 ) -> DemoSummary:
     """Rolls out `task`'s expert on seeds seed, ..., seed + num_episodes - 1 and writes the
     successful episodes to `out`. image_size: the task's (None: its default; an int for the JAX
-    tasks, (height, width) for the ALOHA tasks).
+    tasks, (height, width) for the ALOHA tasks); env_options: further fields of the task's
+    environment (`registry.make`), e.g. {"velocity_in_state": False}.
 
     Raises:
       ValueError for a bad task, camera, image size or episode count; the writer's errors for
@@ -152,7 +154,11 @@ def generate_demos(
         raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
     start_time = time.perf_counter()
     host_side = task in registry.SIM_TASKS
-    config = {"cameras": cameras, **(RUN_TO_TIME_LIMIT if host_side else {})}
+    config = {
+        "cameras": cameras,
+        **(RUN_TO_TIME_LIMIT if host_side else {}),
+        **(env_options or {}),
+    }
     if image_size is not None:
         config["image_size"] = image_size
     suite = registry.make(task, **config)

@@ -1,7 +1,8 @@
 """Train a policy from an experiment config, then evaluate its best checkpoint in closed loop.
 
     python -m experiments.train --config experiments/configs/<name>.py --workdir runs/<name> \\
-        [--config.optim.learning_rate=3e-4 ...] [--distributed ...]
+        [--config.optim.learning_rate=3e-4 ...] [--baseline <config>.py[:variant]] \\
+        [--distributed ...]
 
 Book 16.8 (learning a policy from demonstrations), 14.1.3 (normalization statistics from the
 training episodes only), 17.10 / 18.7 (the training procedures).
@@ -17,7 +18,9 @@ What it does, in `train_and_evaluate(config, workdir)`:
   4. trains (core.training.loop.fit): metrics.jsonl and TensorBoard events in the workdir,
      validation loss, checkpoints in workdir/checkpoints (latest N + best);
   5. restores the best checkpoint and evaluates it in closed loop (core.evaluation), writing
-     workdir/eval/ (eval.json, videos, trajectory plots), and prints the success rate.
+     workdir/eval/ (eval.json, videos, trajectory plots), and prints the success rate;
+  6. with --baseline, does 1-5 for the baseline config in workdir/baseline and prints both
+     success rates, one line each (the quickstart: ACT beside BC).
 
 SIGTERM or Ctrl-C saves a checkpoint and exits (status 143 / 130); the same command resumes.
 Several hosts: see core.training.sharding (flags --distributed, --coordinator_address,
@@ -63,6 +66,7 @@ from experiments import policies
 from experiments.demos import generate_demos
 
 EVAL_DIR = "eval"
+BASELINE_DIR = "baseline"
 CONFIG_OVERRIDE = "--config."
 DEMO_SEED_FEATURE = "expert.seed"
 """The per-frame seed of a scripted demonstration (experiments.demos)."""
@@ -96,6 +100,11 @@ def open_dataset(config: ml_collections.ConfigDict) -> Dataset:
     """
     path = Path(config.data.path)
     if not path.exists():
+        env_options = {
+            key: value
+            for key, value in config.task.items()
+            if key not in ("name", "image_size", "cameras")
+        }
         if jax.process_index() == 0:
             print(
                 f"{path} not found: generating {config.data.num_demos} {config.task.name} "
@@ -109,6 +118,7 @@ def open_dataset(config: ml_collections.ConfigDict) -> Dataset:
                 image_size=config.task.image_size,
                 cameras=tuple(config.task.cameras),
                 validation_fraction=config.data.validation_fraction,
+                env_options=env_options,
             )
             print(summary.text())
         if jax.process_count() > 1:
@@ -230,6 +240,21 @@ def train_and_evaluate(
     return {"train": dataclasses.asdict(summary), "eval": results}
 
 
+def comparison_text(results: dict, baseline: dict) -> str:
+    """Two lines, the policy's and the baseline's success with its 95% interval and modes."""
+    lines = []
+    for label, run in (("policy", results), ("baseline", baseline)):
+        low, high = run["success_ci95"]
+        modes = ", ".join(
+            f"{mode} {share:.0%}" for mode, share in run.get("mode_shares", {}).items()
+        )
+        lines.append(
+            f"{label:>8} {run['policy']}: success {run['success_rate']:.1%} "
+            f"[{low:.1%}, {high:.1%}]" + (f"; {modes}" if modes else "")
+        )
+    return "\n".join(lines)
+
+
 def unknown_overrides(config: ml_collections.ConfigDict, names: Iterable[str]) -> list[str]:
     """The dotted override keys (e.g. "optim.lr" of --config.optim.lr=...) that name no field
     of `config`, each with the keys that exist at the deepest level it got right."""
@@ -271,6 +296,15 @@ def define_flags(
         "config",
         None,
         "experiment config module (experiments/configs/<name>.py)",
+        flag_values=flag_values,
+        lock_config=True,
+        sys_argv=None if argv is None else list(argv),
+    )
+    config_flags.DEFINE_config_file(
+        "baseline",
+        None,
+        "optional baseline config, trained and evaluated after --config in <workdir>/baseline; "
+        "the run ends with both success rates (the quickstart's BC)",
         flag_values=flag_values,
         lock_config=True,
         sys_argv=None if argv is None else list(argv),
@@ -323,7 +357,12 @@ def main(argv: Sequence[str]) -> None:
             settings.coordinator_address, settings.num_processes, settings.process_id
         )
     try:
-        train_and_evaluate(settings.config, settings.workdir)
+        results = train_and_evaluate(settings.config, settings.workdir)
+        if settings.baseline is not None:
+            workdir = Path(settings.workdir) / BASELINE_DIR
+            baseline = train_and_evaluate(settings.baseline, workdir)
+            if results["eval"] is not None:
+                print(comparison_text(results["eval"], baseline["eval"]))
     except ConfigError as error:
         print(f"FATAL {error}", file=sys.stderr)
         sys.exit(2)

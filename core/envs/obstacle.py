@@ -11,8 +11,11 @@ World (world units, y up, workspace [-1, 1]², drawn by the top camera):
   goal      disc of radius 0.08 at (U(-0.1, 0.1), U(0.75, 0.85))
 Action: [2] position delta in [-1, 1]² (eq. 16.14), times MAX_STEP = 0.05 world units per step;
 no gripper. Control rate 10 Hz; time limit 100 steps (10 s); the expert needs about 40.
-Observation: "observation.state" [x, y, vx, vy] of the agent; "observation.environment_state"
-[goal_x, goal_y, obstacle_x, obstacle_y]; one image per camera.
+Observation: "observation.state" [x, y, vx, vy] of the agent ([x, y] with
+velocity_in_state=False); "observation.environment_state" [goal_x, goal_y, obstacle_x,
+obstacle_y]; one image per camera. The velocity is the previous action times MAX_STEP · FPS, so
+a cloned policy can copy it instead of reading the scene (causal confusion, de Haan et al.
+2019; the proprioceptive state of book 16.5): velocity_in_state=False removes that shortcut.
 Success: the agent's centre is inside the goal disc (|p - g| ≤ 0.08) before the time limit.
 Failure (terminates the episode): the agent's disc touches the obstacle anywhere along the
 straight segment it travels in a step (|segment - o| < 0.3 + 0.05), so no step tunnels through.
@@ -84,9 +87,11 @@ class ObstacleState:
 
 @dataclasses.dataclass(frozen=True)
 class ObstacleEnv(TabletopEnv):
-    """The obstacle task (module docstring); configuration as in `TabletopEnv`."""
+    """The obstacle task (module docstring); configuration as in `TabletopEnv`, and
+    velocity_in_state: whether "observation.state" holds the velocity after the position."""
 
     max_episode_steps: int = 100
+    velocity_in_state: bool = True
 
     @property
     def spec(self) -> EnvSpec:
@@ -94,9 +99,7 @@ class ObstacleEnv(TabletopEnv):
             name="obstacle",
             robot_type="planar_point",
             observation={
-                "observation.state": ArraySpec(
-                    (4,), "float32", ("x", "y", "vx", "vy"), *state_bounds(MAX_STEP, FPS)
-                ),
+                "observation.state": self._state_spec(),
                 "observation.environment_state": ArraySpec(
                     (4,),
                     "float32",
@@ -113,6 +116,12 @@ class ObstacleEnv(TabletopEnv):
             cameras=self.cameras,
             success="agent centre within 0.08 of the goal centre, the obstacle never touched",
         )
+
+    def _state_spec(self) -> ArraySpec:
+        low, high = state_bounds(MAX_STEP, FPS)
+        if self.velocity_in_state:
+            return ArraySpec((4,), "float32", ("x", "y", "vx", "vy"), low, high)
+        return ArraySpec((2,), "float32", ("x", "y"), low[:2], high[:2])
 
     def reset(self, key: jax.Array) -> tuple[ObstacleState, Observation]:
         layout = jax.random.uniform(
@@ -140,10 +149,16 @@ class ObstacleEnv(TabletopEnv):
 
     def observe(self, state: ObstacleState) -> Observation:
         return {
-            "observation.state": jnp.concatenate([state.agent.position, state.agent.velocity]),
+            "observation.state": self._agent_state(state.agent),
             "observation.environment_state": jnp.concatenate([state.goal, state.obstacle]),
             **self.images(state),
         }
+
+    def _agent_state(self, agent: PointMass) -> jax.Array:
+        """[4] position and velocity, or [2] the position alone (velocity_in_state=False)."""
+        if self.velocity_in_state:
+            return jnp.concatenate([agent.position, agent.velocity])
+        return agent.position
 
     def scene(self, state: ObstacleState) -> render.Shapes:
         return render.stack(

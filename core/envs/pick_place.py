@@ -19,8 +19,10 @@ Grasp: the block is grasped on the step where g falls below 1/2 while the grippe
 within GRASP_TOLERANCE = 0.04 of the block centre (closing elsewhere grasps nothing, and a
 gripper that is already closed cannot grasp); a grasped block moves with the gripper and is
 released when g rises to 1/2 or more.
-Observation: "observation.state" [x, y, vx, vy, opening]; "observation.environment_state"
-[block_x, block_y, left_zone_x, left_zone_y, right_zone_x, right_zone_y]; one image per camera.
+Observation: "observation.state" [x, y, vx, vy, opening] ([x, y, opening] with
+velocity_in_state=False, which removes the copy-the-previous-action shortcut, as in
+`core.envs.obstacle`); "observation.environment_state" [block_x, block_y, left_zone_x,
+left_zone_y, right_zone_x, right_zone_y]; one image per camera.
 Success: the block lies entirely inside a zone, released, with the gripper open (g ≥ 0.9).
 There is no failure state: a block dropped outside the zones can be grasped again.
 Expert: moves to the block with the gripper open, closes it, carries the block to the centre of
@@ -100,24 +102,28 @@ def block_in_zones(block: jax.Array, zones: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class PickPlaceEnv(TabletopEnv):
-    """The pick-and-place task (module docstring); configuration as in `TabletopEnv`."""
+    """The pick-and-place task (module docstring); configuration as in `TabletopEnv`, and
+    velocity_in_state: whether "observation.state" holds the velocity after the position."""
 
     max_episode_steps: int = 200
+    velocity_in_state: bool = True
 
     @property
     def spec(self) -> EnvSpec:
         zone_names = ("left_zone_x", "left_zone_y", "right_zone_x", "right_zone_y")
         low, high = state_bounds(MAX_STEP, FPS)
+        kept = slice(None) if self.velocity_in_state else slice(0, 2)
+        names = ("x", "y", "vx", "vy")[kept]
         return EnvSpec(
             name="pick_place",
             robot_type="planar_gripper",
             observation={
                 "observation.state": ArraySpec(
-                    (5,),
+                    (len(names) + 1,),
                     "float32",
-                    ("x", "y", "vx", "vy", "gripper_opening"),
-                    low=(*low, 0.0),
-                    high=(*high, 1.0),
+                    (*names, "gripper_opening"),
+                    low=(*low[kept], 0.0),
+                    high=(*high[kept], 1.0),
                 ),
                 "observation.environment_state": ArraySpec(
                     (6,),
@@ -173,10 +179,9 @@ class PickPlaceEnv(TabletopEnv):
 
     def observe(self, state: PickPlaceState) -> Observation:
         agent = state.agent
+        velocity = [agent.velocity] if self.velocity_in_state else []
         return {
-            "observation.state": jnp.concatenate(
-                [agent.position, agent.velocity, state.opening[None]]
-            ),
+            "observation.state": jnp.concatenate([agent.position, *velocity, state.opening[None]]),
             "observation.environment_state": jnp.concatenate([state.block, state.zones.ravel()]),
             **self.images(state),
         }

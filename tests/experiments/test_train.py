@@ -82,7 +82,13 @@ def test_a_missing_dataset_is_generated_from_the_config(dataset, tmp_path, monke
         (
             "obstacle",
             7,
-            {"seed": 3, "image_size": 64, "cameras": ("top",), "validation_fraction": 0.1},
+            {
+                "seed": 3,
+                "image_size": 64,
+                "cameras": ("top",),
+                "validation_fraction": 0.1,
+                "env_options": {},  # the task's other fields (none here)
+            },
         )
     ]
     assert opened.reader.num_episodes == 8 and len(opened.validation_episodes) == 2

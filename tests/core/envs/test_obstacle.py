@@ -105,3 +105,20 @@ def test_touching_the_obstacle_during_a_step_terminates_as_failure(
     _, _, reward, done, info = env.step(state, jnp.array(action))
     assert bool(info["terminated"]) == touches and bool(done) == touches
     assert not bool(info["success"]) and float(reward) == 0.0
+
+
+def test_without_velocity_the_state_is_the_position_alone_and_the_rest_is_unchanged():
+    with_velocity, without = (
+        ObstacleEnv(cameras=()),
+        ObstacleEnv(cameras=(), velocity_in_state=False),
+    )
+    assert without.spec.observation["observation.state"].shape == (2,)
+    assert without.spec.observation["observation.state"].names == ("x", "y")
+    state, _ = with_velocity.reset(jax.random.key(3))
+    moved, *_ = with_velocity.step(state, jnp.array([0.5, 1.0]))
+    full, position_only = with_velocity.observe(moved), without.observe(moved)
+    np.testing.assert_allclose(full["observation.state"][2:], [0.25, 0.5], atol=1e-6)  # v = a·0.5
+    np.testing.assert_array_equal(position_only["observation.state"], full["observation.state"][:2])
+    np.testing.assert_array_equal(
+        position_only["observation.environment_state"], full["observation.environment_state"]
+    )

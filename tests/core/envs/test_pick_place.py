@@ -7,6 +7,7 @@ import pytest
 from expert_variants import ModeAveragingPolicy
 
 from core.envs.pick_place import (
+    FPS,
     GRIPPER_RATE,
     MAX_STEP,
     PickPlaceEnv,
@@ -127,3 +128,20 @@ def test_success_needs_the_block_in_a_zone_released_with_the_gripper_open(env, s
     assert not bool(state.holding) and not bool(info["success"])
     state, reward, info = _run(step, state, [(STAY, OPEN)])  # opening 1.0 >= 0.9
     assert bool(info["success"]) and bool(info["terminated"]) and float(reward) == 1.0
+
+
+def test_without_velocity_the_state_is_position_and_opening_and_the_rest_is_unchanged(env):
+    without = PickPlaceEnv(cameras=(), velocity_in_state=False)
+    spec = without.spec.observation["observation.state"]
+    assert spec.shape == (3,) and spec.names == ("x", "y", "gripper_opening")
+    state, _ = env.reset(jax.random.key(3))
+    moved, *_ = env.step(state, jnp.array([0.5, 1.0, CLOSE]))
+    full, reduced = env.observe(moved), without.observe(moved)
+    speed = MAX_STEP * FPS
+    np.testing.assert_allclose(full["observation.state"][2:4], [0.5 * speed, speed], atol=1e-6)
+    np.testing.assert_array_equal(
+        reduced["observation.state"], np.asarray(full["observation.state"])[[0, 1, 4]]
+    )
+    np.testing.assert_array_equal(
+        reduced["observation.environment_state"], full["observation.environment_state"]
+    )

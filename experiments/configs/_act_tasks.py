@@ -12,7 +12,7 @@ as its own token, as the images do.
 Variants:
   "full"   the top camera + the robot state + the environment state (the issue's "images")
   "state"  no camera: the robot and environment states only (the quickstart's ACT; 30-50
-           steps/s at batch 64 on this CPU, against ~2 s per step at batch 32 with the ResNet)
+           steps/s at batch 64 on this CPU, against ~3 steps/s at batch 8 with the ResNet)
   "tiny"   a seconds-long smoke test of the wiring (10 demonstrations, 20 steps, no camera:
            the ResNet's compilation alone would take most of a minute here)
 
@@ -98,7 +98,9 @@ IMAGE_LEARNING_RATE = 1e-4
 1e-3 diverged to NaN within 15 steps here, so the image variant uses ALOHA-CPU's 1e-4."""
 WARMUP_STEPS = 200
 BATCH_SIZE = 64
-IMAGE_BATCH_SIZE = 32
+IMAGE_BATCH_SIZE = 8
+"""ACT's own batch: with the ResNet a step at batch 32 took 1.3-2.5 s here, at batch 8 ~0.35 s, so
+the 3000 steps take ~18 min (obstacle: 88.5%, act_obstacle.py)."""
 
 
 def act_task_config(task: str, variant: str) -> ml_collections.ConfigDict:

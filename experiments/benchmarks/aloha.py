@@ -26,10 +26,8 @@ may be shared) and are printed. `--frames-only` renders the frames and stops.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from core.envs import aloha, aloha_scripted, registry
+from experiments.benchmarks.common import machine_info, write_results
 from experiments.demos import generate_demos
 
 RESULTS = Path("results/benchmarks/aloha.json")
@@ -204,19 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "mujoco": aloha.mujoco.__version__,
-            "mujoco_gl": os.environ.get("MUJOCO_GL"),
-            "load_average_1_5_15_min": os.getloadavg(),
-        },
+        "machine": machine_info(
+            mujoco=aloha.mujoco.__version__, mujoco_gl=os.environ.get("MUJOCO_GL")
+        ),
         "tasks": tasks,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     print_table(results)
-    print(f"\nwrote {args.out}")
+    write_results(results, args.out)
     return results
 
 

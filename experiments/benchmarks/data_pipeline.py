@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from core.data.lerobot import LeRobotReader
 from core.data.sampler import ChunkSampler
 from core.data.writer import DatasetWriter
+from experiments.benchmarks.common import machine_info, write_results
 
 RESULTS = Path("results/benchmarks/data_pipeline.json")
 BATCH_SIZE = 64
@@ -236,14 +236,12 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--batches, --episodes and --lerobot-samples must be positive")
     tasks = {task: benchmark_task(task, args) for task in args.tasks}
     results = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": machine_info(),
         "batch_size": BATCH_SIZE,
         "tasks": tasks,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     print_table(results)
-    print(f"\nwrote {args.out}")
+    write_results(results, args.out)
     return results
 
 

@@ -23,10 +23,7 @@ may be shared) and are printed as a table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +35,7 @@ import numpy as np
 from core.envs import registry
 from core.envs.gym_wrapper import GymEnv
 from core.envs.rollout import expert_rollouts
+from experiments.benchmarks.common import machine_info, write_results
 from experiments.demos import generate_demos
 
 RESULTS = Path("results/benchmarks/envs.json")
@@ -189,18 +187,11 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "jax": jax.__version__,
-            "load_average_1_5_15_min": os.getloadavg(),
-        },
+        "machine": machine_info(jax=jax.__version__),
         "tasks": tasks,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     print_table(results)
-    print(f"\nwrote {args.out}")
+    write_results(results, args.out)
     return results
 
 
